@@ -1,0 +1,90 @@
+"""RecBole plugin layer: a Config that knows the plugin's models, and model/trainer lookup.
+
+RecBole 1.2.1 has no model registry: ``recbole.utils.get_model`` only searches RecBole's own
+modules. As in RecBole-GNN, the plugin ships a ``Config`` subclass that resolves model names
+through :func:`get_model` (plugin first, then RecBole) and layers the plugin's YAML defaults
+(``properties/``) between RecBole's defaults and the user's files and overrides.
+"""
+
+import importlib
+import os
+
+from recbole.config import Config
+from recbole.utils import ModelType
+from recbole.utils import get_model as recbole_get_model
+from recbole.utils import get_trainer as recbole_get_trainer
+
+from recbole_foster import compat
+
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+if not os.path.isdir(PROPERTIES_DIR):  # installed non-editable: properties ship inside the package
+    PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
+
+PLUGIN_MODELS = {"TextSASRec": "recbole_foster.model.text_sasrec"}
+
+
+def get_model(model_name):
+    """Return the model class for ``model_name``: the plugin's models first, then RecBole's."""
+    if model_name in PLUGIN_MODELS:
+        return getattr(importlib.import_module(PLUGIN_MODELS[model_name]), model_name)
+    try:
+        return recbole_get_model(model_name)
+    except ValueError:
+        known = ", ".join(sorted(PLUGIN_MODELS))
+        raise ValueError(
+            f"`model` [{model_name}] is neither a recbole_foster model ({known}) nor a RecBole "
+            "model. Check the spelling (model names are case-sensitive, e.g. TextSASRec, SASRec)."
+        ) from None
+
+
+def get_trainer(model_type, model_name):
+    """Return the trainer class: the plugin's checkpoint-safe trainer for every sequential model."""
+    from recbole_foster.trainer import CheckpointSafeTrainer
+
+    trainer_class = recbole_get_trainer(model_type, model_name)
+    if trainer_class.__name__ == "Trainer":
+        return CheckpointSafeTrainer
+    return trainer_class
+
+
+class FosterConfig(Config):
+    """RecBole ``Config`` that finds plugin models and reads ``properties/`` of this plugin.
+
+    Command-line parsing is left to ``run_foster.py``: RecBole's own ``sys.argv`` scan would pick
+    up the plugin's flags (``--method``...) and reject values it cannot parse.
+    """
+
+    def compatibility_settings(self):
+        compat.apply()
+        super().compatibility_settings()
+
+    def _load_cmd_line(self):
+        return dict()
+
+    def _get_model_and_dataset(self, model, dataset):
+        if model is None:
+            model = self.external_config_dict.get("model", "TextSASRec")
+        if isinstance(model, str):
+            model = get_model(model)
+        return super()._get_model_and_dataset(model, dataset)
+
+    def _load_internal_config_dict(self, model, model_class, dataset):
+        super()._load_internal_config_dict(model, model_class, dataset)
+        for path in (
+            os.path.join(PROPERTIES_DIR, "overall.yaml"),
+            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
+            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
+        ):
+            if os.path.isfile(path):
+                self._update_internal_config_dict(path)
+
+    def _set_default_parameters(self):
+        # RecBole only knows CE (pointwise) and BPR (pairwise); BCE needs one sampled negative.
+        if self.final_config_dict.get("loss_type") == "BCE":
+            if not self.final_config_dict.get("train_neg_sample_args"):
+                self.final_config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
+            self.final_config_dict["loss_type"] = "BPR"  # same pairwise input pipeline
+            super()._set_default_parameters()
+            self.final_config_dict["loss_type"] = "BCE"
+        else:
+            super()._set_default_parameters()

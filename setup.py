@@ -1,0 +1,23 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="recbole-foster",
+    version="0.1.0",
+    description="FOSTER: first-order dataset distillation for text-based sequential recommendation, as a RecBole plugin",
+    packages=find_packages(include=["recbole_foster", "recbole_foster.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # 2.13.0 is what this project is tested with; a range it satisfies keeps pip from
+        # replacing an installed CPU build with a multi-GB CUDA one.
+        "torch>=2.1,<=2.13.0",
+        "recbole==1.2.1",
+        "transformers>=4.40",
+        "numpy",
+        "pandas",
+        "scipy",
+        "tqdm",
+        "pyyaml",
+        "pot",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)
