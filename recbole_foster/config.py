@@ -29,7 +29,7 @@ def get_model(model_name):
         return getattr(importlib.import_module(PLUGIN_MODELS[model_name]), model_name)
     try:
         return recbole_get_model(model_name)
-    except ValueError:
+    except (ValueError, ImportError):  # ImportError: RecBole's search imports optional exlib packages
         known = ", ".join(sorted(PLUGIN_MODELS))
         raise ValueError(
             f"`model` [{model_name}] is neither a recbole_foster model ({known}) nor a RecBole "
@@ -77,14 +77,3 @@ class FosterConfig(Config):
         ):
             if os.path.isfile(path):
                 self._update_internal_config_dict(path)
-
-    def _set_default_parameters(self):
-        # RecBole only knows CE (pointwise) and BPR (pairwise); BCE needs one sampled negative.
-        if self.final_config_dict.get("loss_type") == "BCE":
-            if not self.final_config_dict.get("train_neg_sample_args"):
-                self.final_config_dict["train_neg_sample_args"] = {"distribution": "uniform", "sample_num": 1}
-            self.final_config_dict["loss_type"] = "BPR"  # same pairwise input pipeline
-            super()._set_default_parameters()
-            self.final_config_dict["loss_type"] = "BCE"
-        else:
-            super()._set_default_parameters()

@@ -10,6 +10,7 @@ import os
 import numpy as np
 import torch
 from recbole.data import create_dataset as recbole_create_dataset
+from recbole.data.dataset import SequentialDataset
 
 
 
@@ -65,9 +66,49 @@ def text_fields_of(config):
     return parse_text_fields(config["text_fields"])
 
 
+def window_rows(user_ids, max_len):
+    """Rows of a user-grouped, time-ordered sample list that end non-overlapping windows.
+
+    RecBole makes one sample per target (each prefix, truncated to ``max_len`` items). Keeping
+    every ``max_len``-th sample counted back from each user's last one, and training on every
+    position of it, covers each target exactly once: the paper's sliding-window preprocessing,
+    at 1/max_len of the compute.
+    """
+    user_ids = np.asarray(user_ids)
+    boundaries = np.flatnonzero(np.r_[True, user_ids[1:] != user_ids[:-1], True])
+    keep = []
+    for start, end in zip(boundaries[:-1], boundaries[1:]):
+        keep.extend(range(end - 1, start - 1, -max_len)[::-1])
+    return np.asarray(keep, dtype=np.int64)
+
+
+class WindowedSequentialDataset(SequentialDataset):
+    """SequentialDataset whose training split keeps one sample per window (see :func:`window_rows`).
+
+    Used for models that learn from every position of a sample (``trains_all_positions``);
+    validation and test splits are RecBole's, unchanged.
+    """
+
+    def build(self):
+        datasets = super().build()
+        train = datasets[0]
+        uid = train.inter_feat[train.uid_field].numpy()
+        if len(uid) > 1 and (np.diff(uid) != 0).sum() + 1 != len(np.unique(uid)):
+            raise RuntimeError("training samples are not grouped by user; cannot build windows.")
+        keep = window_rows(uid, self.config["MAX_ITEM_LIST_LENGTH"])
+        datasets[0] = train.copy(train.inter_feat[torch.from_numpy(keep)])
+        return datasets
+
+
 def create_dataset(config):
-    """RecBole's ``create_dataset`` after checking files and text fields."""
+    """RecBole's ``create_dataset`` after checking files and text fields.
+
+    Models that train on every position get the windowed training split when
+    ``train_window`` is on (the default); everything else is RecBole's own dataset.
+    """
     check_atomic_files(config, need_item_file=getattr(config.model_class, "requires_item_text", False))
+    if getattr(config.model_class, "trains_all_positions", False) and config["train_window"]:
+        return WindowedSequentialDataset(config)
     return recbole_create_dataset(config)
 
 

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from recbole.model.abstract_recommender import SequentialRecommender
 from recbole.model.layers import TransformerEncoder
+from recbole.utils import InputType
 from torch import nn
 
 from recbole_foster.data import attach_item_text_embeddings
@@ -20,6 +21,8 @@ from recbole_foster.data import attach_item_text_embeddings
 
 class TextSASRec(SequentialRecommender):
     requires_item_text = True  # data loading checks the .item file and text fields
+    input_type = InputType.POINTWISE  # negatives for BCE are drawn in calculate_loss
+    trains_all_positions = True  # calculate_loss uses every position: windowed training split
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
@@ -111,12 +114,27 @@ class TextSASRec(SequentialRecommender):
             pos_score, torch.ones_like(pos_score)
         ) + F.binary_cross_entropy_with_logits(neg_score, torch.zeros_like(neg_score))
 
+    @staticmethod
+    def next_item_targets(item_seq, item_seq_len, pos_items):
+        """(B, L) next item of every position: the sequence shifted left, then the target item
+        after the last real position; 0 where there is no target."""
+        targets = torch.zeros_like(item_seq)
+        targets[:, :-1] = item_seq[:, 1:]
+        rows = torch.arange(len(item_seq), device=item_seq.device)
+        targets[rows, item_seq_len - 1] = pos_items
+        positions = torch.arange(item_seq.size(1), device=item_seq.device).unsqueeze(0)
+        return targets.masked_fill(positions >= item_seq_len.unsqueeze(1), 0)
+
     def calculate_loss(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        pos_items = interaction[self.POS_ITEM_ID]
+        """Next-item loss at every position of the sample (autoregressive, as in SASRec's paper)."""
+        item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
+        targets = self.next_item_targets(item_seq, item_seq_len, interaction[self.POS_ITEM_ID])
+        hidden = self.encode(item_seq)
+        mask = targets > 0
         if self.loss_type == "BCE":
-            return self.bce_loss(seq_output, pos_items, interaction[self.NEG_ITEM_ID])
-        return F.cross_entropy(self.scores(seq_output), pos_items)
+            negatives = torch.randint(1, self.n_items, targets.shape, device=targets.device)
+            return self.bce_loss(hidden[mask], targets[mask], negatives[mask])
+        return F.cross_entropy(self.scores(hidden[mask]), targets[mask])
 
     def predict(self, interaction):
         seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
