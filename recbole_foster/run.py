@@ -138,10 +138,8 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def run(argv):
-    """Run ``run_foster.py`` with ``argv`` (without the program name); returns the results dict."""
-    start = time.perf_counter()
-    options = parse_args(argv)
+def prepare(options):
+    """Config, data, splits and text embeddings for ``options``: the :class:`RunContext`."""
     method = options.get("method", DEFAULTS["method"])
     if method not in METHODS:
         raise CLIError(f"unknown method {method!r}; choose one of: {', '.join(sorted(METHODS))}.")
@@ -164,17 +162,24 @@ def run(argv):
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
-    timings = {"embed": 0.0}
     text_encoder = None
+    start = time.perf_counter()
     if getattr(config.model_class, "requires_item_text", False):
-        t0 = time.perf_counter()
         text_encoder = attach_item_text_embeddings(config, dataset, show_progress=True)
         for split in (train_data, valid_data, test_data):  # the splits are copies of dataset
             split.dataset.item_text_embeddings = dataset.item_text_embeddings
             split.dataset.text_encoder_used = text_encoder
-        timings["embed"] = time.perf_counter() - t0
-
     ctx = RunContext(config, dataset, train_data, valid_data, test_data, output_dir, text_encoder)
+    ctx.timings["embed"] = time.perf_counter() - start
+    return ctx
+
+
+def run(argv):
+    """Run ``run_foster.py`` with ``argv`` (without the program name); returns the results dict."""
+    start = time.perf_counter()
+    ctx = prepare(parse_args(argv))
+    config, method, output_dir, text_encoder = ctx.config, ctx.config["method"], ctx.output_dir, ctx.text_encoder
+    timings = {}
     outcome = _methods()[method](ctx)
     timings.update(ctx.timings)
     timings.setdefault("train", 0.0)

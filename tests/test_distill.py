@@ -1,0 +1,165 @@
+"""FOSTER distillation: per-step cost vs catalog size, artifacts, resumption, the whole pipeline."""
+
+import json
+import os
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from recbole_foster.distill.artifacts import load_synthetic, save_synthetic
+from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, sample_items
+from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.model.text_sasrec import TextSASRec
+from recbole_foster.run import prepare, run
+from tests.toy_data import as_argv, toy_options
+
+
+@pytest.fixture(scope="module")
+def ctx(toy_data_root, tiny_bert_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("distill")
+    return prepare(toy_options(toy_data_root, tiny_bert_dir, tmp, method="foster"))
+
+
+class FakeCatalog:
+    """Stands in for a RecBole dataset with ``n_items`` items and random text embeddings."""
+
+    def __init__(self, n_items, dim=32):
+        self.n_items = n_items
+        generator = torch.Generator().manual_seed(0)
+        self.item_text_embeddings = torch.randn(n_items, dim, generator=generator)
+        self.item_text_embeddings[0] = 0
+
+    def num(self, field):
+        return self.n_items
+
+
+class LargestNewTensor(TorchDispatchMode):
+    """Records the largest tensor any operation creates while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def make_trainer(ctx, n_items, n_sequences=4):
+    config = ctx.config
+    config["foster_reset"] = "random"  # no anchor files needed for a fake catalog
+    catalog = FakeCatalog(n_items)
+    torch.manual_seed(0)
+    model, teacher = TextSASRec(config, catalog), TextSASRec(config, catalog)
+    summary = SyntheticSummary(item_factor_from_text(catalog.item_text_embeddings), n_sequences,
+                               config["foster_seq_len"], 4, 4)
+    return FosterDistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, None, [])
+
+
+def measure_outer_step(trainer):
+    trainer.model.eval()
+    trainer.inner_model.eval()
+    trainer.current_anchor = None
+    trainer.outer_step()  # warm-up (includes the reset at step 0)
+    largest, flops = LargestNewTensor(), FlopCounterMode(display=False)
+    with largest, flops:
+        trainer.outer_step()
+    return largest.largest, flops.get_total_flops()
+
+
+def test_one_outer_step_does_not_grow_with_the_catalog(ctx):
+    small, large = 1_000, 200_000
+    largest_small, flops_small = measure_outer_step(make_trainer(ctx, small))
+    largest_large, flops_large = measure_outer_step(make_trainer(ctx, large))
+    assert flops_small == flops_large > 0  # identical arithmetic at 1k and 200k items
+    assert largest_large == largest_small  # no tensor scales with the catalog
+    assert largest_large < large
+
+
+def test_sample_items_is_uniform_distinct_and_excludes_padding():
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([sample_items(101, 10, generator) for _ in range(2000)])
+    assert all(len(torch.unique(row)) == 10 for row in draws[:50])
+    assert draws.min() >= 1 and draws.max() <= 100
+    counts = torch.bincount(draws.flatten(), minlength=101)[1:].float()
+    assert counts.std() / counts.mean() < 0.1  # each item ~200 times
+    assert torch.equal(sample_items(5, 10), torch.arange(1, 5))
+
+
+def test_synthetic_set_save_load_round_trip(ctx, tmp_path):
+    table = ctx.dataset.item_text_embeddings
+    summary = SyntheticSummary(item_factor_from_text(table), 3, 5, 4, 4, temperature=0.2)
+    with torch.no_grad():
+        summary.core.normal_()
+    header = {"dataset": "toy", "item_tokens": list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
+              "text_encoder": ctx.text_encoder, "n_sequences": 3}
+    path = save_synthetic(str(tmp_path / "syn.pt"), summary, header)
+    raw = torch.load(path, weights_only=True)  # plain tensors and a JSON string only
+    assert json.loads(raw["header"])["dataset"] == "toy"
+    loaded, loaded_header = load_synthetic(path, ctx.dataset)
+    assert loaded_header["temperature"] == 0.2 and loaded_header["n_sequences"] == 3
+    assert torch.equal(loaded.full_probabilities(), summary.full_probabilities())
+
+    header["item_tokens"] = header["item_tokens"][:-1]
+    save_synthetic(str(tmp_path / "other.pt"), summary, header)
+    with pytest.raises(ValueError, match="different item catalog"):
+        load_synthetic(str(tmp_path / "other.pt"), ctx.dataset)
+
+
+def test_resume_gives_the_same_result_as_an_uninterrupted_run(ctx, tmp_path):
+    straight = make_trainer(ctx, 500)
+    straight.fit(show_progress=False)
+
+    first = make_trainer(ctx, 500)
+    first.fit(show_progress=False, stop_after=4)
+    path = str(tmp_path / "ckpt.pt")
+    first.save_checkpoint(path)
+    torch.manual_seed(123)  # a new process would start from another RNG state
+    resumed = make_trainer(ctx, 500)
+    resumed.load_checkpoint(path)
+    resumed.fit(show_progress=False)
+
+    assert resumed.step == straight.step == ctx.config["foster_outer_steps"]
+    for a, b in zip(straight.summary.parameters(), resumed.summary.parameters()):
+        assert torch.equal(a, b)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])
+
+
+def test_full_pipeline_on_a_tiny_dataset(toy_data_root, tiny_bert_dir, tmp_path, capsys):
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="foster",
+                          export_atomic=str(tmp_path / "atomic"))
+    results = run(as_argv(options))
+    out = capsys.readouterr().out
+    assert out.strip().splitlines()[-1] == f"results: {os.path.join(options['output_dir'], 'results.json')}"
+    with open(os.path.join(options["output_dir"], "results.json")) as f:
+        saved = json.load(f)
+    assert saved["method"] == "foster" and saved["n_sequences"] == 4
+    assert set(saved["table"]) == {"Full", "FOSTER-4", "Random-4"}
+    assert len(saved["per_seed"]) == 2 and saved["test"]["ndcg@10_std"] >= 0
+    assert {"embed", "train", "distill", "eval", "total"} <= set(saved["timings"])
+    assert len(saved["history"]) == 6 and all("lambda" in h for h in saved["history"])
+    assert os.path.isfile(saved["synthetic"])
+    # the real-data run was recorded as an anchor pool (weights-only checkpoints + manifest)
+    pools = [os.path.join(r, f) for r, _, fs in os.walk(options["anchor_dir"]) for f in fs if f == "manifest.json"]
+    assert len(pools) == 1
+    manifest = json.load(open(pools[0]))
+    assert len(manifest["checkpoints"]) == 3 and manifest["test"] == saved["full"]["test"]
+    first = manifest["checkpoints"][0]
+    torch.load(os.path.join(os.path.dirname(pools[0]), first["file"]), weights_only=True)
+    inter = os.path.join(tmp_path, "atomic", "toy-foster4", "toy-foster4.inter")
+    lines = open(inter).read().splitlines()
+    assert lines[0] == "user_id:token\titem_id:token\ttimestamp:float" and len(lines) == 1 + 4 * 6
+
+    again = run(as_argv({**options, "method": "eval", "synthetic": saved["synthetic"],
+                         "output_dir": str(tmp_path / "eval"), "export_atomic": ""}))
+    assert "train" not in again["timings"] or again["timings"]["train"] == 0.0  # teacher reused
+    assert again["n_sequences"] == 4 and set(again["test"]) >= {"ndcg@10", "recall@20"}
+
+    resumed = run(as_argv({**options, "resume": "True", "foster_compare_random": "False"}))
+    assert resumed["history"][-1]["step"] == 5  # nothing left to do: the checkpoint was final
