@@ -98,6 +98,17 @@ def _export(ctx, probs, n):
                          mode=ctx.config["foster_export_mode"], seed=ctx.config["seed"])
 
 
+def anchor_rows(manifest, start_fraction):
+    """Checkpoints from ``start_fraction`` of the way to the best epoch up to the best epoch.
+
+    Early checkpoints of a slow (lr 2e-4) run are near-random models whose predictions carry
+    little signal; after the best epoch the model only over-fits.
+    """
+    best = manifest["best_epoch"]
+    rows = [r for r in manifest["checkpoints"] if start_fraction * best <= r["epoch"] <= best]
+    return rows or [r for r in manifest["checkpoints"] if r["epoch"] == best]
+
+
 def run_foster(ctx):
     """Distil ``n_sequences`` synthetic sequences with FOSTER, then judge them (and Random-N)."""
     _require_text_model(ctx)
@@ -113,7 +124,19 @@ def run_foster(ctx):
         config["foster_seq_len"] or config["MAX_ITEM_LIST_LENGTH"],
         config["foster_user_rank"], config["foster_time_rank"], config["foster_temperature"],
     ).to(config["device"])
-    rows = [r for r in manifest["checkpoints"] if r["epoch"] <= manifest["best_epoch"]]
+    init_fit = None
+    if config["foster_init"] == "real":
+        # Start from the Random-N users' sequences (same seed), so what FOSTER adds on top of
+        # them is what the comparison with Random-N measures.
+        _, sequences = random_users(ctx, n, config["seed"])
+        width = summary.seq_len
+        init = torch.zeros(n, width, dtype=torch.long)
+        init[:, : min(width, sequences.size(1))] = sequences[:, :width]
+        init_fit = summary.fit_to_sequences(init, generator=torch.Generator().manual_seed(config["seed"]))
+        ctx.logger.info(f"Synthetic data initialised from {n} real users' sequences (top-1 fit {init_fit:.3f})")
+    elif config["foster_init"] != "random":
+        raise ValueError(f"foster_init must be 'real' or 'random', got {config['foster_init']!r}.")
+    rows = anchor_rows(manifest, config["foster_anchor_start"])
     trainer = FosterDistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, folder, rows)
 
     checkpoint = os.path.join(ctx.output_dir, "distill_checkpoint.pt")
@@ -142,6 +165,7 @@ def run_foster(ctx):
         "synthetic": path,
         "exported_atomic": _export(ctx, probs, n),
         "final_entropy": float(mean_entropy(probs[..., 1:].clamp_min(0))),
+        "init_top1_fit": init_fit,
         "distill_peak_cuda_mb": distill_peak,
         "full": {"valid": manifest["valid"], "test": manifest["test"]},
         "random": random_result,

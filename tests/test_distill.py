@@ -163,3 +163,21 @@ def test_full_pipeline_on_a_tiny_dataset(toy_data_root, tiny_bert_dir, tmp_path,
 
     resumed = run(as_argv({**options, "resume": "True", "foster_compare_random": "False"}))
     assert resumed["history"][-1]["step"] == 5  # nothing left to do: the checkpoint was final
+
+
+def test_warm_start_reproduces_real_sequences():
+    table = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))  # distinct items
+    summary = SyntheticSummary(item_factor_from_text(table), 3, 5, 3, 5)  # full rank: 3 x 5 codes
+    seqs = torch.tensor([[1, 2, 3, 4, 5], [6, 7, 8, 0, 0], [9, 10, 11, 12, 13]])
+    fit = summary.fit_to_sequences(seqs, steps=300, n_sampled=8, generator=torch.Generator().manual_seed(0))
+    assert fit == 1.0
+    top1 = summary.full_probabilities().argmax(-1)
+    assert torch.equal(top1[seqs > 0], seqs[seqs > 0])
+
+
+def test_anchor_rows_skip_early_epochs_and_overfitted_ones():
+    from recbole_foster.methods import anchor_rows
+
+    manifest = {"best_epoch": 10, "checkpoints": [{"epoch": e} for e in range(15)]}
+    assert [r["epoch"] for r in anchor_rows(manifest, 0.5)] == [5, 6, 7, 8, 9, 10]
+    assert [r["epoch"] for r in anchor_rows(manifest, 0.0)] == list(range(11))

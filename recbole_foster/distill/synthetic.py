@@ -61,6 +61,30 @@ class SyntheticSummary(nn.Module):
         """(m, n, K) soft distributions restricted to (and renormalised over) ``item_ids``."""
         return torch.softmax(self.logits(item_ids, users), dim=-1)
 
+    def fit_to_sequences(self, item_seqs, steps=300, lr=0.01, n_sampled=512, generator=None):
+        """Warm start: fit the factors so that each synthetic sequence reproduces a real one.
+
+        ``item_seqs`` (m, n) are real item ids (0 = no item: that position is left free). Each
+        step is a cross-entropy over the sequence items plus ``n_sampled`` random items, so the
+        cost stays independent of the catalog. Returns the final top-1 agreement with ``item_seqs``.
+        """
+        item_seqs = item_seqs.to(self.item_factor.device)
+        mask = item_seqs > 0
+        targets = item_seqs[mask]
+        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        for _ in range(steps):
+            sampled = sample_items(self.item_factor.size(0), n_sampled, generator, self.item_factor.device)
+            items = torch.unique(torch.cat([targets, sampled]))
+            logits = self.logits(items)[mask]
+            loss = torch.nn.functional.cross_entropy(logits, torch.searchsorted(items, targets))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            items = torch.unique(targets)
+            top1 = items[self.logits(items)[mask].argmax(-1)]
+        return float((top1 == targets).float().mean())
+
     @torch.no_grad()
     def full_probabilities(self, chunk=65536):
         """(m, n, n_items) distributions over the whole catalog (padding item 0 excluded)."""
