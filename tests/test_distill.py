@@ -181,3 +181,29 @@ def test_anchor_rows_skip_early_epochs_and_overfitted_ones():
     manifest = {"best_epoch": 10, "checkpoints": [{"epoch": e} for e in range(15)]}
     assert [r["epoch"] for r in anchor_rows(manifest, 0.5)] == [5, 6, 7, 8, 9, 10]
     assert [r["epoch"] for r in anchor_rows(manifest, 0.0)] == list(range(11))
+
+
+def test_kmeans_ablation_uses_one_fixed_subset_of_cluster_representatives():
+    from recbole_foster.distill.trainer import kmeans_item_subset
+
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 8, generator=generator) * 10
+    points = torch.cat([centres[i] + 0.01 * torch.randn(25, 8, generator=generator) for i in range(4)])
+    table = torch.cat([torch.zeros(1, 8), points])  # row 0 = padding
+    subset = kmeans_item_subset(table, 4, seed=0)
+    assert len(subset) == 4 and subset.min() >= 1
+    clusters = sorted(int((s - 1) // 25) for s in subset)  # one representative per cluster
+    assert clusters == [0, 1, 2, 3]
+
+
+def test_reset_modes(ctx):
+    trainer = make_trainer(ctx, 300)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.reset_model()  # random re-initialisation
+    after = trainer.model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    ctx.config["foster_reset"] = "bogus"
+    with pytest.raises(ValueError, match="foster_reset"):
+        FosterDistillTrainer(ctx.config, trainer.model, trainer.teacher, trainer.summary,
+                             ctx.train_data.dataset, None, [])
+    ctx.config["foster_reset"] = "random"
