@@ -151,8 +151,9 @@ def run_foster(ctx):
     distill_peak = (torch.cuda.max_memory_allocated() / 2**20) if config["device"].type == "cuda" else None
 
     path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, _header(ctx, n))
-    probs = summary.full_probabilities().cpu()
-    result = evaluate_training_set(ctx, SoftSequences(probs), desc=f"FOSTER-{n}")
+    log_probs = summary.full_log_probabilities().cpu()
+    probs = log_probs.exp()
+    result = evaluate_training_set(ctx, SoftSequences(log_probs), desc=f"FOSTER-{n}")
     table = {"Full": full_row(manifest), f"FOSTER-{n}": result["test"]}
     random_result = None
     if config["foster_compare_random"]:
@@ -181,10 +182,11 @@ def run_eval(ctx):
     if not path:
         raise ValueError("--method=eval needs --synthetic=PATH (a synthetic.pt written by --method=foster).")
     summary, header = load_synthetic(path, ctx.dataset)
-    probs = summary.full_probabilities()
+    log_probs = summary.full_log_probabilities()
+    probs = log_probs.exp()
     n = header["n_sequences"]
     ctx.config["n_sequences"] = n
-    result = evaluate_training_set(ctx, SoftSequences(probs), desc=f"eval {os.path.basename(path)}")
+    result = evaluate_training_set(ctx, SoftSequences(log_probs), desc=f"eval {os.path.basename(path)}")
     _, manifest = ensure_anchor_pool(ctx)
     return {**result, "synthetic": path, "synthetic_header": {k: v for k, v in header.items() if k != "item_tokens"},
             "exported_atomic": _export(ctx, probs, n),

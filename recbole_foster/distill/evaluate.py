@@ -15,29 +15,35 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 
-def soft_sequence_loss(model, probs, item_ids):
+def soft_sequence_loss(model, log_probs, item_ids):
     """KL(next-position target || model prediction) on soft sequences over the items ``item_ids``.
 
-    Inputs are positions 0..n-2 embedded as probability-weighted mixes of the model's item
-    representations; targets are the distributions at positions 1..n-1 (FOSTER App. B.2).
+    ``log_probs`` (m, n, K) are the sequences' log-distributions. Inputs are positions 0..n-2
+    embedded as probability-weighted mixes of the model's item representations; targets are the
+    distributions at positions 1..n-1 (FOSTER App. B.2). Targets enter as log-probabilities:
+    differentiating ``p log p`` through a probability that underflowed to 0 gives NaN.
     """
-    hidden = model.encode_soft(probs[:, :-1], item_ids)
+    hidden = model.encode_soft(log_probs[:, :-1].exp(), item_ids)
     log_pred = F.log_softmax(model.scores(hidden, item_ids), dim=-1)
-    return F.kl_div(log_pred, probs[:, 1:], reduction="none").sum(-1).mean()
+    return F.kl_div(log_pred, log_probs[:, 1:], reduction="none", log_target=True).sum(-1).mean()
 
 
 class SoftSequences:
-    """Synthetic soft sequences (m, n, n_items): next-position distributions as KL targets."""
+    """Synthetic soft sequences, given as log-distributions (m, n, n_items) over the catalog.
 
-    def __init__(self, probs):
-        self.probs = probs
+    The padding item (column 0, probability 0) is left out of inputs and predictions.
+    """
+
+    def __init__(self, log_probs):
+        self.log_probs = log_probs[..., 1:]
 
     def __len__(self):
-        return self.probs.size(0)
+        return self.log_probs.size(0)
 
     def loss(self, model, rows):
-        probs = self.probs[rows].to(model.item_text_embeddings.device)
-        return soft_sequence_loss(model, probs, torch.arange(probs.size(-1), device=probs.device))
+        log_probs = self.log_probs[rows].to(model.item_text_embeddings.device)
+        items = torch.arange(1, log_probs.size(-1) + 1, device=log_probs.device)
+        return soft_sequence_loss(model, log_probs, items)
 
 
 class HardSequences:

@@ -85,9 +85,13 @@ class SyntheticSummary(nn.Module):
             top1 = items[self.logits(items)[mask].argmax(-1)]
         return float((top1 == targets).float().mean())
 
+    def log_probabilities(self, item_ids, users=None):
+        """(m, n, K) log-distributions over ``item_ids`` (numerically safe for KL targets)."""
+        return torch.log_softmax(self.logits(item_ids, users), dim=-1)
+
     @torch.no_grad()
-    def full_probabilities(self, chunk=65536):
-        """(m, n, n_items) distributions over the whole catalog (padding item 0 excluded)."""
+    def full_log_probabilities(self, chunk=65536):
+        """(m, n, n_items) log-distributions over the whole catalog (padding item 0: -inf)."""
         codes = self.sequence_codes()
         n_items = self.item_factor.size(0)
         logits = torch.empty(codes.shape[:2] + (n_items,), device=codes.device)
@@ -95,7 +99,11 @@ class SyntheticSummary(nn.Module):
             ids = torch.arange(start, min(start + chunk, n_items), device=codes.device)
             logits[..., start:start + len(ids)] = codes @ self.item_factor[ids].T / self.temperature
         logits[..., 0] = float("-inf")
-        return torch.softmax(logits, dim=-1)
+        return torch.log_softmax(logits, dim=-1)
+
+    def full_probabilities(self, chunk=65536):
+        """(m, n, n_items) distributions over the whole catalog (padding item 0 excluded)."""
+        return self.full_log_probabilities(chunk).exp()
 
 
 def mean_entropy(probs):

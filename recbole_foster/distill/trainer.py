@@ -120,8 +120,8 @@ class FosterDistillTrainer(Trainer):
         for _ in range(self.inner_steps):
             items = self.sample_subset()
             with torch.no_grad():
-                probs = self.summary.probabilities(items)
-            loss = soft_sequence_loss(self.inner_model, probs, items)
+                log_probs = self.summary.log_probabilities(items)
+            loss = soft_sequence_loss(self.inner_model, log_probs, items)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -161,10 +161,10 @@ class FosterDistillTrainer(Trainer):
         theta = [p for p in self.model.parameters() if p.requires_grad]
         phi = list(self.summary.parameters())
         items = self.sample_subset()
-        probs = self.summary.probabilities(items)
-        inner_at_theta = soft_sequence_loss(self.model, probs, items)
+        log_probs = self.summary.log_probabilities(items)
+        inner_at_theta = soft_sequence_loss(self.model, log_probs, items)
         q, gq_theta, gq_phi = value_gap_gradients(
-            inner_at_theta, theta, phi, lambda: soft_sequence_loss(self.inner_model, probs, items)
+            inner_at_theta, theta, phi, lambda: soft_sequence_loss(self.inner_model, log_probs, items)
         )
         f, parts = self.outer_loss(items)
         grad_f = torch.autograd.grad(f, theta + phi, allow_unused=True)
@@ -177,7 +177,7 @@ class FosterDistillTrainer(Trainer):
         self.synthetic_optimizer.zero_grad()
 
         record = {"step": self.step, "f": f.item(), **parts, "q": q, "lambda": lam,
-                  "entropy": mean_entropy(probs.detach()).item(), "anchor": self.current_anchor}
+                  "entropy": mean_entropy(log_probs.detach().exp()).item(), "anchor": self.current_anchor}
         self.step += 1
         return record
 
