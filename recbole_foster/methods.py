@@ -11,7 +11,12 @@ import torch
 
 from recbole_foster.distill.anchors import ensure_anchor_pool, load_state
 from recbole_foster.distill.artifacts import export_atomic, load_synthetic, save_synthetic
-from recbole_foster.distill.evaluate import HardSequences, SoftSequences, evaluate_training_set
+from recbole_foster.distill.evaluate import (
+    HardSequences,
+    SoftSequences,
+    TeacherLabelledSequences,
+    evaluate_training_set,
+)
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, mean_entropy
 from recbole_foster.distill.trainer import FosterDistillTrainer
 from recbole_foster.data import item_texts, text_fields_of
@@ -73,6 +78,20 @@ def run_random(ctx):
     token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
     return {**result, "selected_users": [token[u] for u in users.tolist()],
             "table": {"Full": full_row(manifest), f"Random-{n}": result["test"]}}
+
+
+def run_random_kd(ctx):
+    """The Random-N users trained on the real-data model's soft next-item distributions."""
+    _require_text_model(ctx)
+    n = _n_sequences(ctx)
+    folder, manifest = ensure_anchor_pool(ctx)
+    teacher = ctx.new_model(ctx.config["seed"])
+    teacher.load_state_dict(load_state(folder, manifest["teacher"], ctx.config["device"]))
+    users, sequences = random_users(ctx, n, ctx.config["seed"])
+    result = evaluate_training_set(ctx, TeacherLabelledSequences(sequences, teacher), desc=f"Random-KD-{n}")
+    token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
+    return {**result, "selected_users": [token[u] for u in users.tolist()],
+            "table": {"Full": full_row(manifest), f"Random-KD-{n}": result["test"]}}
 
 
 def _header(ctx, n):
@@ -145,7 +164,8 @@ def run_foster(ctx):
             raise FileNotFoundError(f"--resume: no distillation checkpoint at {checkpoint}; run without --resume first.")
         trainer.load_checkpoint(checkpoint)
         ctx.logger.info(f"Resumed distillation at outer step {trainer.step} from {checkpoint}")
-    start_mem = torch.cuda.reset_peak_memory_stats() if config["device"].type == "cuda" else None  # noqa: F841
+    if config["device"].type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     with ctx.timed("distill"):
         trainer.fit(show_progress=True, checkpoint_path=checkpoint)
     distill_peak = (torch.cuda.max_memory_allocated() / 2**20) if config["device"].type == "cuda" else None

@@ -109,10 +109,11 @@ def run_full(ctx):
 def _methods():
     from recbole_foster import methods
 
-    return {"full": run_full, "foster": methods.run_foster, "random": methods.run_random, "eval": methods.run_eval}
+    return {"full": run_full, "foster": methods.run_foster, "random": methods.run_random,
+            "random_kd": methods.run_random_kd, "eval": methods.run_eval}
 
 
-METHODS = ("full", "foster", "random", "eval")
+METHODS = ("full", "foster", "random", "random_kd", "eval")
 
 
 def jsonable(value):
@@ -148,7 +149,7 @@ def prepare(options):
         if key not in config.final_config_dict:
             config.final_config_dict[key] = None
     config["method"] = method
-    if method in ("foster", "random") and config["n_sequences"] is None:
+    if method in ("foster", "random", "random_kd") and config["n_sequences"] is None:
         config["n_sequences"] = 20
     output_dir = config["output_dir"] or default_output_dir(config)
     config["output_dir"] = output_dir

@@ -223,3 +223,25 @@ def test_kl_through_underflowed_targets_keeps_gradients_finite(ctx):
     loss = soft_sequence_loss(model, log_probs, items)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_random_and_random_kd_share_users_and_protocol(toy_data_root, tiny_bert_dir, tmp_path):
+    base = toy_options(toy_data_root, tiny_bert_dir, tmp_path)
+    plain = run(as_argv({**base, "method": "random", "output_dir": str(tmp_path / "r")}))
+    kd = run(as_argv({**base, "method": "random_kd", "output_dir": str(tmp_path / "kd")}))
+    assert plain["selected_users"] == kd["selected_users"] and len(kd["selected_users"]) == 4
+    assert [s["seed"] for s in plain["per_seed"]] == [s["seed"] for s in kd["per_seed"]]
+    assert set(kd["table"]) == {"Full", "Random-KD-4"}
+    assert plain["test"] != kd["test"]  # soft labels change what is learned
+
+
+def test_teacher_labels_are_distributions_over_real_items(ctx):
+    from recbole_foster.distill.evaluate import TeacherLabelledSequences
+
+    teacher = ctx.new_model(0)
+    seqs = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
+    labelled = TeacherLabelledSequences(seqs, teacher)
+    probs = labelled.target_log_probs.exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(2, 3), atol=1e-5) and (probs[..., 0] == 0).all()
+    loss = labelled.loss(ctx.new_model(1), torch.tensor([0, 1]))
+    assert torch.isfinite(loss) and loss > 0

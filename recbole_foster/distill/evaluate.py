@@ -63,6 +63,31 @@ class HardSequences:
         return F.cross_entropy(model.scores(hidden[mask]), targets[mask])
 
 
+class TeacherLabelledSequences(HardSequences):
+    """Real sequences with the teacher's next-item distributions as KL targets (Random-KD).
+
+    Separates what soft labels alone add from what synthetic sequences add (DD-Ranking).
+    """
+
+    def __init__(self, item_seqs, teacher):
+        super().__init__(item_seqs)
+        with torch.no_grad():
+            teacher.eval()
+            seqs = item_seqs.to(teacher.item_text_embeddings.device)
+            hidden = teacher.encode(seqs[:, :-1])
+            scores = teacher.scores(hidden)
+            scores[..., 0] = float("-inf")
+            self.target_log_probs = torch.log_softmax(scores, dim=-1).cpu()
+
+    def loss(self, model, rows):
+        seqs = self.item_seqs[rows].to(model.item_text_embeddings.device)
+        targets = self.target_log_probs[rows].to(seqs.device)[..., 1:]
+        mask = (seqs[:, 1:] > 0) & (seqs[:, :-1] > 0)
+        hidden = model.encode(seqs[:, :-1])[mask]
+        log_pred = F.log_softmax(model.scores(hidden)[:, 1:], dim=-1)
+        return F.kl_div(log_pred, targets[mask], reduction="none", log_target=True).sum(-1).mean()
+
+
 def _ndcg(result, metric):
     return float(result[metric.lower()])
 
