@@ -80,13 +80,19 @@ def run_random(ctx):
             "table": {"Full": full_row(manifest), f"Random-{n}": result["test"]}}
 
 
+def load_teacher(ctx, folder, manifest):
+    """The Full run's best model (the teacher), from its anchor pool."""
+    teacher = ctx.new_model(ctx.config["seed"])
+    teacher.load_state_dict(load_state(folder, manifest["teacher"], ctx.config["device"]))
+    return teacher
+
+
 def run_random_kd(ctx):
     """The Random-N users trained on the real-data model's soft next-item distributions."""
     _require_text_model(ctx)
     n = _n_sequences(ctx)
     folder, manifest = ensure_anchor_pool(ctx)
-    teacher = ctx.new_model(ctx.config["seed"])
-    teacher.load_state_dict(load_state(folder, manifest["teacher"], ctx.config["device"]))
+    teacher = load_teacher(ctx, folder, manifest)
     users, sequences = random_users(ctx, n, ctx.config["seed"])
     result = evaluate_training_set(ctx, TeacherLabelledSequences(sequences, teacher), desc=f"Random-KD-{n}")
     token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
@@ -135,8 +141,7 @@ def run_foster(ctx):
     n = _n_sequences(ctx)
     folder, manifest = ensure_anchor_pool(ctx)
 
-    teacher = ctx.new_model(config["seed"])
-    teacher.load_state_dict(load_state(folder, manifest["teacher"], config["device"]))
+    teacher = load_teacher(ctx, folder, manifest)
     model = ctx.new_model(config["seed"])
     summary = SyntheticSummary(
         item_factor_from_text(ctx.dataset.item_text_embeddings).to(config["device"]), n,

@@ -180,9 +180,8 @@ def run(argv):
     start = time.perf_counter()
     ctx = prepare(parse_args(argv))
     config, method, output_dir, text_encoder = ctx.config, ctx.config["method"], ctx.output_dir, ctx.text_encoder
-    timings = {}
     outcome = _methods()[method](ctx)
-    timings.update(ctx.timings)
+    timings = dict(ctx.timings)
     timings.setdefault("train", 0.0)
     timings.setdefault("eval", 0.0)
     timings["total"] = time.perf_counter() - start

@@ -32,15 +32,12 @@ ITEM_SAMPLING_MODES = ("otf", "kmeans")
 def kmeans_item_subset(item_factor, k, seed):
     """Fixed subset for the K-means ablation: the item nearest to each of k centroids."""
     from scipy.cluster.vq import kmeans2
+    from scipy.spatial import cKDTree
 
     points = item_factor[1:].double().numpy()
     centroids, _ = kmeans2(points, k, minit="++", seed=seed, iter=10)
-    distances = ((points[None, :, :] - centroids[:, None, :]) ** 2).sum(-1) if len(points) * k < 5e7 else None
-    if distances is None:  # large catalogs: nearest item per centroid in chunks
-        nearest = [int(((points - c) ** 2).sum(-1).argmin()) for c in centroids]
-    else:
-        nearest = distances.argmin(1).tolist()
-    return torch.tensor(sorted(set(nearest)), dtype=torch.long) + 1
+    _, nearest = cKDTree(points).query(centroids)
+    return torch.tensor(sorted(set(nearest.tolist())), dtype=torch.long) + 1
 
 
 class FosterDistillTrainer(Trainer):
