@@ -101,7 +101,7 @@ def run_random_kd(ctx):
 
 
 def _header(ctx, n):
-    keys = [k for k in ctx.config.final_config_dict if k.startswith("foster_")] + ["n_sampled_items"]
+    keys = [k for k in ctx.config.final_config_dict if k.startswith(("foster_", "td3_"))] + ["n_sampled_items"]
     return {
         "dataset": ctx.config["dataset"],
         "item_tokens": list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
@@ -117,7 +117,7 @@ def _export(ctx, probs, n):
     folder = ctx.config["export_atomic"]
     if not folder:
         return None
-    name = f"{ctx.config['dataset']}-foster{n}"
+    name = f"{ctx.config['dataset']}-{ctx.config['method']}{n}"
     return export_atomic(folder, name, probs, list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
                          item_texts(ctx.dataset, text_fields_of(ctx.config)),
                          mode=ctx.config["foster_export_mode"], seed=ctx.config["seed"])
@@ -136,32 +136,54 @@ def anchor_rows(manifest, start_fraction):
 
 def run_foster(ctx):
     """Distil ``n_sequences`` synthetic sequences with FOSTER, then judge them (and Random-N)."""
-    _require_text_model(ctx)
-    config = ctx.config
-    n = _n_sequences(ctx)
-    folder, manifest = ensure_anchor_pool(ctx)
+    return distill_and_evaluate(ctx, FosterDistillTrainer)
 
-    teacher = load_teacher(ctx, folder, manifest)
-    model = ctx.new_model(config["seed"])
+
+def run_td3(ctx):
+    """The same summary distilled by TD3's RaT-BPTT (second order through a window)."""
+    from recbole_foster.distill.td3 import TD3DistillTrainer
+
+    return distill_and_evaluate(ctx, TD3DistillTrainer)
+
+
+def new_summary(ctx, n):
+    """A Tucker summary of ``n`` sequences, warm-started from the Random-N users (``foster_init: real``).
+
+    Returns (summary, top-1 agreement of the warm start or None).
+    """
+    config = ctx.config
     summary = SyntheticSummary(
         item_factor_from_text(ctx.dataset.item_text_embeddings).to(config["device"]), n,
         config["foster_seq_len"] or config["MAX_ITEM_LIST_LENGTH"],
         config["foster_user_rank"], config["foster_time_rank"], config["foster_temperature"],
     ).to(config["device"])
-    init_fit = None
-    if config["foster_init"] == "real":
-        # Start from the Random-N users' sequences (same seed), so what FOSTER adds on top of
-        # them is what the comparison with Random-N measures.
-        _, sequences = random_users(ctx, n, config["seed"])
-        width = summary.seq_len
-        init = torch.zeros(n, width, dtype=torch.long)
-        init[:, : min(width, sequences.size(1))] = sequences[:, :width]
-        init_fit = summary.fit_to_sequences(init, generator=torch.Generator().manual_seed(config["seed"]))
-        ctx.logger.info(f"Synthetic data initialised from {n} real users' sequences (top-1 fit {init_fit:.3f})")
-    elif config["foster_init"] != "random":
+    if config["foster_init"] == "random":
+        return summary, None
+    if config["foster_init"] != "real":
         raise ValueError(f"foster_init must be 'real' or 'random', got {config['foster_init']!r}.")
+    # Start from the Random-N users' sequences (same seed), so what distillation adds on top of
+    # them is what the comparison with Random-N measures.
+    _, sequences = random_users(ctx, n, config["seed"])
+    width = summary.seq_len
+    init = torch.zeros(n, width, dtype=torch.long)
+    init[:, : min(width, sequences.size(1))] = sequences[:, :width]
+    fit = summary.fit_to_sequences(init, generator=torch.Generator().manual_seed(config["seed"]))
+    ctx.logger.info(f"Synthetic data initialised from {n} real users' sequences (top-1 fit {fit:.3f})")
+    return summary, fit
+
+
+def distill_and_evaluate(ctx, trainer_class):
+    """Distil with ``trainer_class`` (resumable), save the set, judge it (and Random-N)."""
+    _require_text_model(ctx)
+    config = ctx.config
+    n = _n_sequences(ctx)
+    label = f"{trainer_class.label}-{n}"
+    folder, manifest = ensure_anchor_pool(ctx)
+    teacher = load_teacher(ctx, folder, manifest)
+    model = ctx.new_model(config["seed"])
+    summary, init_fit = new_summary(ctx, n)
     rows = anchor_rows(manifest, config["foster_anchor_start"])
-    trainer = FosterDistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, folder, rows)
+    trainer = trainer_class(config, model, teacher, summary, ctx.train_data.dataset, folder, rows)
 
     checkpoint = os.path.join(ctx.output_dir, "distill_checkpoint.pt")
     if config["resume"]:
@@ -178,8 +200,8 @@ def run_foster(ctx):
     path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, _header(ctx, n))
     log_probs = summary.full_log_probabilities().cpu()
     probs = log_probs.exp()
-    result = evaluate_training_set(ctx, SoftSequences(log_probs), desc=f"FOSTER-{n}")
-    table = {"Full": full_row(manifest), f"FOSTER-{n}": result["test"]}
+    result = evaluate_training_set(ctx, SoftSequences(log_probs), desc=label)
+    table = {"Full": full_row(manifest), label: result["test"]}
     random_result = None
     if config["foster_compare_random"]:
         _, sequences = random_users(ctx, n, config["seed"])
@@ -190,7 +212,7 @@ def run_foster(ctx):
         **result,
         "synthetic": path,
         "exported_atomic": _export(ctx, probs, n),
-        "final_entropy": float(mean_entropy(probs[..., 1:].clamp_min(0))),
+        "final_entropy": float(mean_entropy(probs[..., 1:])),
         "init_top1_fit": init_fit,
         "distill_peak_cuda_mb": distill_peak,
         "full": {"valid": manifest["valid"], "test": manifest["test"]},

@@ -110,10 +110,12 @@ def _methods():
     from recbole_foster import methods
 
     return {"full": run_full, "foster": methods.run_foster, "random": methods.run_random,
-            "random_kd": methods.run_random_kd, "eval": methods.run_eval}
+            "random_kd": methods.run_random_kd, "td3": methods.run_td3, "eval": methods.run_eval}
 
 
-METHODS = ("full", "foster", "random", "random_kd", "eval")
+METHODS = ("full", "foster", "td3", "random", "random_kd", "eval")
+# Methods that build or select a small training set of ``n_sequences`` sequences
+SMALL_SET_METHODS = ("foster", "td3", "random", "random_kd")
 
 
 def jsonable(value):
@@ -149,7 +151,7 @@ def prepare(options):
         if key not in config.final_config_dict:
             config.final_config_dict[key] = None
     config["method"] = method
-    if method in ("foster", "random", "random_kd") and config["n_sequences"] is None:
+    if method in SMALL_SET_METHODS and config["n_sequences"] is None:
         config["n_sequences"] = 20
     output_dir = config["output_dir"] or default_output_dir(config)
     config["output_dir"] = output_dir

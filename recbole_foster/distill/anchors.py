@@ -31,7 +31,7 @@ def pool_key(config, text_encoder_used):
     """Hash of every config value that affects the real-data training run."""
     relevant = {
         k: v for k, v in config.final_config_dict.items()
-        if k not in _IRRELEVANT_KEYS and not k.startswith(("foster_", "distilled_"))
+        if k not in _IRRELEVANT_KEYS and not k.startswith(("foster_", "td3_", "coreset_", "distilled_"))
     }
     relevant["text_encoder_used"] = text_encoder_used
     blob = json.dumps(relevant, sort_keys=True, default=str)

@@ -26,6 +26,9 @@ from recbole_foster.distill.evaluate import soft_sequence_loss
 from recbole_foster.distill.synthetic import mean_entropy, sample_items
 
 RESET_MODES = ("anchor", "random", "none")
+# (history key, progress-bar name, format) of what the progress bar shows when a step reports it
+_PROGRESS_FIELDS = [("f", "f", ".3f"), ("q", "q", ".2e"), ("lambda", "lam", ".2f"),
+                    ("entropy", "H", ".2f"), ("dh", "dh", ".3f")]
 ITEM_SAMPLING_MODES = ("otf", "kmeans")
 
 
@@ -41,6 +44,8 @@ def kmeans_item_subset(item_factor, k, seed):
 
 
 class FosterDistillTrainer(Trainer):
+    label = "FOSTER"
+
     def __init__(self, config, model, teacher, summary, real_dataset, anchor_folder, anchor_rows):
         super().__init__(config, model)
         self.teacher = teacher.eval()
@@ -130,13 +135,17 @@ class FosterDistillTrainer(Trainer):
         seq = self.real_seq[rows].to(self.device)
         return seq, self.real_len[rows].to(self.device), self.real_pos[rows].to(self.device)
 
-    def outer_loss(self, items):
-        """f = BCE (sampled negatives) + w_fm * feature matching + beta * L_DH, with its parts."""
+    def outer_loss(self, items, model=None):
+        """f = BCE (sampled negatives) + w_fm * feature matching + beta * L_DH, with its parts.
+
+        ``model`` defaults to the trained model; TD3 passes its unrolled learner.
+        """
+        model = self.model if model is None else model
         seq, seq_len, pos = self.real_batch()
-        hidden = self.model.encode(seq)
-        last = self.model.gather_indexes(hidden, seq_len - 1)
+        hidden = model.encode(seq)
+        last = model.gather_indexes(hidden, seq_len - 1)
         neg = torch.randint(1, self.n_items, (len(pos), self.n_negatives), generator=self.generator).to(self.device)
-        bce = self.model.bce_loss(last, pos, neg)
+        bce = model.bce_loss(last, pos, neg)
         with torch.no_grad():
             teacher_hidden = self.teacher.encode(seq)
         mask = seq > 0
@@ -219,16 +228,15 @@ class FosterDistillTrainer(Trainer):
         self.model.eval()  # no dropout while distilling: q compares two deterministic losses
         self.inner_model.eval()
         self.current_anchor = getattr(self, "current_anchor", None)
-        progress = tqdm(total=self.steps, initial=self.step, desc="FOSTER outer steps",
+        progress = tqdm(total=self.steps, initial=self.step, desc=f"{self.label} outer steps",
                         disable=not show_progress, mininterval=1)
         done = 0
         while self.step < self.steps:
             record = self.outer_step()
             self.history.append(record)
             progress.update(1)
-            progress.set_postfix(f=f"{record['f']:.3f}", q=f"{record['q']:.2e}",
-                                 lam=f"{record['lambda']:.2f}", H=f"{record['entropy']:.2f}",
-                                 dh=f"{record['dh']:.3f}")
+            progress.set_postfix({name: format(record[key], spec) for key, name, spec in _PROGRESS_FIELDS
+                                  if key in record})
             done += 1
             if checkpoint_path and (self.step % self.checkpoint_every == 0 or self.step == self.steps):
                 self.save_checkpoint(checkpoint_path)
