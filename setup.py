@@ -19,5 +19,5 @@ setup(
         "pyyaml",
         "pot",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
 )

@@ -57,12 +57,10 @@ def load_synthetic(path, dataset=None):
 
 
 def export_atomic(folder, name, probs, item_tokens, item_texts=None, mode="top1", seed=0):
-    """Write ``folder/name/name.inter`` (+ ``.item``) with one hard sequence per synthetic user.
+    """Write a distilled set as atomic files: one hard sequence per synthetic user.
 
     ``mode`` = "top1" takes the most likely item per position, "sample" draws one.
     """
-    out = os.path.join(folder, name)
-    os.makedirs(out, exist_ok=True)
     if mode == "top1":
         items = probs.argmax(-1)
     elif mode == "sample":
@@ -71,15 +69,27 @@ def export_atomic(folder, name, probs, item_tokens, item_texts=None, mode="top1"
         items = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:2])
     else:
         raise ValueError(f"export mode must be 'top1' or 'sample', got {mode!r}.")
+    users = [f"synthetic_{u}" for u in range(items.size(0))]
+    return write_atomic_sequences(folder, name, items, users, item_tokens, item_texts)
+
+
+def write_atomic_sequences(folder, name, items, user_tokens, item_tokens, item_texts=None):
+    """Write ``folder/name/name.inter`` (+ ``.item``): row u of ``items`` (m, L; 0 = padding) is user u.
+
+    Timestamps are positions, so RecBole's time ordering replays each sequence as given; any
+    RecBole model can then be trained on the set.
+    """
+    out = os.path.join(folder, name)
+    os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{name}.inter"), "w") as f:
         f.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        for u, row in enumerate(items.tolist()):
-            for t, item in enumerate(row):
-                f.write(f"synthetic_{u}\t{item_tokens[item]}\t{t}\n")
+        for user, row in zip(user_tokens, items.tolist()):
+            for t, item in enumerate(i for i in row if i > 0):
+                f.write(f"{user}\t{item_tokens[item]}\t{t}\n")
     if item_texts is not None:
         with open(os.path.join(out, f"{name}.item"), "w") as f:
             f.write("item_id:token\ttext:token_seq\n")
-            for item in sorted(set(items.flatten().tolist())):
+            for item in sorted(set(items.flatten().tolist()) - {0}):
                 text = " ".join(item_texts[item].replace("\t", " ").split())
                 f.write(f"{item_tokens[item]}\t{text}\n")
     return out

@@ -1,0 +1,189 @@
+"""Distillation cost: FOSTER vs TD3, over all items vs a sampled subset, and catalog scaling.
+
+The paper's Table 5 (per-epoch time and peak memory of TD3 and FOSTER, all items and 512 items)
+and a curve of one FOSTER outer step's time and memory on synthetic catalogs of growing size.
+
+    python benchmarks/efficiency.py --dataset=amazon-games --data_path=../shared/data
+
+Every configuration is measured in this one process, on the same data, model and summary size.
+Time: wall clock of ``--timed_steps`` outer steps after one warm-up step; ``epoch_s`` is that
+per-step time times ``--steps_per_epoch`` (default R = foster_reset_interval, the outer steps
+between two resets), i.e. extrapolated, not timed over a whole epoch. Memory: the traced peak of
+tensors allocated during one outer step (PyTorch profiler allocation events; on CUDA the peak
+allocated memory), so data loading and the text-embedding table are not counted.
+The teacher and anchors are untrained models of the right shape with random resets: what they
+contain does not change what a step costs, and it spares the real-data training run.
+Writes ``benchmarks/results/efficiency-<dataset>.json`` and ``.png``.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from types import SimpleNamespace
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
+from recbole_foster.distill.td3 import TD3DistillTrainer
+from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.model.text_sasrec import TextSASRec
+from recbole_foster.run import prepare
+
+TRAINERS = {"foster": FosterDistillTrainer, "td3": TD3DistillTrainer}
+
+
+def traced_peak_mb(fn, device):
+    """Peak of live tensor memory allocated while ``fn`` runs (MiB)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # op events carry their own allocations (self), "[memory]" events the frees; in time order
+    events = sorted(prof.events(), key=lambda e: e.time_range.start)
+    live = peak = 0
+    for event in events:
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+class FakeCatalog:
+    """A catalog of ``n_items`` random text embeddings, standing in for a RecBole dataset."""
+
+    def __init__(self, n_items, dim, seed=0):
+        self.n_items = n_items
+        self.item_text_embeddings = torch.randn(n_items, dim, generator=torch.Generator().manual_seed(seed))
+        self.item_text_embeddings[0] = 0
+
+    def num(self, field):
+        return self.n_items
+
+
+def fake_real_data(config, n_items, n_rows=4096, seed=0):
+    """Real-looking training samples over the first items of a fake catalog."""
+    generator = torch.Generator().manual_seed(seed)
+    length = config["MAX_ITEM_LIST_LENGTH"]
+    high = min(n_items, 1000)
+    feat = {
+        config["ITEM_ID_FIELD"] + config["LIST_SUFFIX"]: torch.randint(1, high, (n_rows, length), generator=generator),
+        config["ITEM_LIST_LENGTH_FIELD"]: torch.full((n_rows,), length),
+        config["ITEM_ID_FIELD"]: torch.randint(1, high, (n_rows,), generator=generator),
+    }
+    return SimpleNamespace(inter_feat=feat)
+
+
+def build(ctx, method, sampled, catalog, real_dataset):
+    """A trainer for ``method`` with ``sampled`` items per step (None = all items)."""
+    config = ctx.config
+    config["foster_reset"] = "random"
+    n_real = catalog.n_items - 1
+    config["n_sampled_items"] = sampled or n_real
+    config["td3_items"] = "all" if sampled is None else "sampled"
+    torch.manual_seed(config["seed"])
+    model, teacher = TextSASRec(config, catalog).to(config["device"]), TextSASRec(config, catalog).to(config["device"])
+    summary = SyntheticSummary(item_factor_from_text(catalog.item_text_embeddings).to(config["device"]),
+                               config["n_sequences"] or 20, config["foster_seq_len"],
+                               config["foster_user_rank"], config["foster_time_rank"],
+                               config["foster_temperature"]).to(config["device"])
+    trainer = TRAINERS[method](config, model, teacher, summary, real_dataset, None, [])
+    trainer.model.eval()
+    trainer.inner_model.eval()
+    trainer.current_anchor = None
+    return trainer
+
+
+def measure(trainer, timed_steps, device):
+    """(seconds per outer step, traced peak MiB of one step)."""
+    trainer.outer_step()  # warm-up, includes the first reset
+    start = time.perf_counter()
+    for _ in range(timed_steps):
+        trainer.outer_step()
+    step_s = (time.perf_counter() - start) / timed_steps
+    return step_s, traced_peak_mb(trainer.outer_step, device)
+
+
+def plot(results, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = [r["items"] for r in results["scaling"]]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    axes[0].plot(items, [r["step_s"] for r in results["scaling"]], "o-")
+    axes[1].plot(items, [r["peak_mem_mb"] for r in results["scaling"]], "o-")
+    for ax, label in zip(axes, ["seconds per outer step", "traced peak memory (MiB)"]):
+        ax.set_xscale("log")
+        ax.set_xlabel("catalog size (items)")
+        ax.set_ylabel(label)
+    fig.suptitle(f"FOSTER ({results['n_sampled_items']} sampled items): one outer step vs catalog size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--data_path", default=None)
+    parser.add_argument("--sampled", type=int, default=512)
+    parser.add_argument("--timed_steps", type=int, default=5)
+    parser.add_argument("--steps_per_epoch", type=int, default=None)
+    parser.add_argument("--scaling", default="1000,10000,100000,1000000")
+    parser.add_argument("--out", default="benchmarks/results")
+    args, extra = parser.parse_known_args(argv)
+    options = {"dataset": args.dataset, "method": "foster", "output_dir": os.path.join("outputs", "efficiency")}
+    if args.data_path:
+        options["data_path"] = args.data_path
+    options.update(dict(a[2:].split("=", 1) for a in extra))
+    ctx = prepare(options)
+    config, device = ctx.config, ctx.config["device"]
+    steps_per_epoch = args.steps_per_epoch or config["foster_reset_interval"]
+    catalog = SimpleNamespace(n_items=ctx.dataset.item_num, item_text_embeddings=ctx.dataset.item_text_embeddings,
+                              num=lambda field: ctx.dataset.item_num)
+    rows = []
+    for method in ("td3", "foster"):
+        for sampled in (None, args.sampled):
+            trainer = build(ctx, method, sampled, catalog, ctx.train_data.dataset)
+            step_s, peak = measure(trainer, args.timed_steps, device)
+            rows.append({"method": method, "items": "all" if sampled is None else sampled, "step_s": step_s,
+                         "epoch_s": step_s * steps_per_epoch, "peak_mem_mb": peak})
+            print(json.dumps(rows[-1]), flush=True)
+    scaling = []
+    dim = ctx.dataset.item_text_embeddings.size(1)
+    for n_items in [int(n) for n in args.scaling.split(",") if n]:
+        fake = FakeCatalog(n_items + 1, dim)
+        trainer = build(ctx, "foster", args.sampled, fake, fake_real_data(config, n_items + 1))
+        step_s, peak = measure(trainer, args.timed_steps, device)
+        scaling.append({"method": "foster", "items": n_items, "step_s": step_s, "peak_mem_mb": peak})
+        print(json.dumps(scaling[-1]), flush=True)
+        del trainer, fake
+    results = {
+        "dataset": args.dataset, "n_items": ctx.dataset.item_num - 1, "n_sampled_items": args.sampled,
+        "n_sequences": config["n_sequences"], "seq_len": config["foster_seq_len"],
+        "foster_inner_steps": config["foster_inner_steps"], "td3_window": config["td3_window"],
+        "td3_max_skip": config["td3_max_skip"], "timed_steps": args.timed_steps,
+        "steps_per_epoch": steps_per_epoch, "epoch_s_is": f"step_s x {steps_per_epoch} (extrapolated)",
+        "peak_mem_is": "traced peak of tensors allocated during one outer step",
+        "device": str(device), "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "command": "python benchmarks/efficiency.py " + " ".join(argv),
+        "rows": rows, "scaling": scaling,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"efficiency-{args.dataset}.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    plot(results, path[:-5] + ".png")
+    print(f"results: {path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
