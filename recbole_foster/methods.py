@@ -146,16 +146,23 @@ def run_td3(ctx):
     return distill_and_evaluate(ctx, TD3DistillTrainer)
 
 
-def new_summary(ctx, n):
+TARGET_MODES = ("coupled", "separate")
+
+
+def new_summary(ctx, n, teacher):
     """A Tucker summary of ``n`` sequences, warm-started from the Random-N users (``foster_init: real``).
 
-    Returns (summary, top-1 agreement of the warm start or None).
+    With ``foster_targets: separate`` the targets start as the teacher's next-item predictions
+    for those users (Random-KD's labels). Returns (summary, top-1 agreement of the warm start or None).
     """
     config = ctx.config
+    if config["foster_targets"] not in TARGET_MODES:
+        raise ValueError(f"foster_targets must be one of {TARGET_MODES}, got {config['foster_targets']!r}.")
     summary = SyntheticSummary(
         item_factor_from_text(ctx.dataset.item_text_embeddings).to(config["device"]), n,
         config["foster_seq_len"] or config["MAX_ITEM_LIST_LENGTH"],
         config["foster_user_rank"], config["foster_time_rank"], config["foster_temperature"],
+        separate_targets=config["foster_targets"] == "separate",
     ).to(config["device"])
     if config["foster_init"] == "random":
         return summary, None
@@ -167,9 +174,29 @@ def new_summary(ctx, n):
     width = summary.seq_len
     init = torch.zeros(n, width, dtype=torch.long)
     init[:, : min(width, sequences.size(1))] = sequences[:, :width]
-    fit = summary.fit_to_sequences(init, generator=torch.Generator().manual_seed(config["seed"]))
+    generator = torch.Generator().manual_seed(config["seed"])
+    fit = summary.fit_to_sequences(init, generator=generator)
     ctx.logger.info(f"Synthetic data initialised from {n} real users' sequences (top-1 fit {fit:.3f})")
+    if summary.separate_targets:
+        kl = summary.fit_targets(teacher_next_item_log_probs(teacher, init.to(config["device"])),
+                                 init > 0, generator=generator)
+        ctx.logger.info(f"Synthetic targets initialised from the teacher's predictions (KL {kl:.3f})")
     return summary, fit
+
+
+def teacher_next_item_log_probs(teacher, item_seqs):
+    """``f(item_ids)``: the teacher's (m, n, K) label log-distributions for the items at positions
+    1..n-1 of ``item_seqs`` (position 0 has no label: zeros, masked out by the caller)."""
+    with torch.no_grad():
+        teacher.eval()
+        hidden = teacher.encode(item_seqs[:, :-1])
+
+    def label_log_probs(item_ids):
+        scores = teacher.scores(hidden, item_ids)
+        log_probs = torch.log_softmax(scores, dim=-1)
+        return torch.cat([torch.zeros_like(log_probs[:, :1]), log_probs], dim=1)
+
+    return label_log_probs
 
 
 def distill_and_evaluate(ctx, trainer_class):
@@ -181,7 +208,7 @@ def distill_and_evaluate(ctx, trainer_class):
     folder, manifest = ensure_anchor_pool(ctx)
     teacher = load_teacher(ctx, folder, manifest)
     model = ctx.new_model(config["seed"])
-    summary, init_fit = new_summary(ctx, n)
+    summary, init_fit = new_summary(ctx, n, teacher)
     rows = anchor_rows(manifest, config["foster_anchor_start"])
     trainer = trainer_class(config, model, teacher, summary, ctx.train_data.dataset, folder, rows)
 
@@ -199,8 +226,10 @@ def distill_and_evaluate(ctx, trainer_class):
 
     path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, _header(ctx, n))
     log_probs = summary.full_log_probabilities().cpu()
+    target_log_probs = summary.full_target_log_probabilities()
     probs = log_probs.exp()
-    result = evaluate_training_set(ctx, SoftSequences(log_probs), desc=label)
+    soft = SoftSequences(log_probs, None if target_log_probs is None else target_log_probs.cpu())
+    result = evaluate_training_set(ctx, soft, desc=label)
     table = {"Full": full_row(manifest), label: result["test"]}
     random_result = None
     if config["foster_compare_random"]:
@@ -233,7 +262,8 @@ def run_eval(ctx):
     probs = log_probs.exp()
     n = header["n_sequences"]
     ctx.config["n_sequences"] = n
-    result = evaluate_training_set(ctx, SoftSequences(log_probs), desc=f"eval {os.path.basename(path)}")
+    soft = SoftSequences(log_probs, summary.full_target_log_probabilities())
+    result = evaluate_training_set(ctx, soft, desc=f"eval {os.path.basename(path)}")
     _, manifest = ensure_anchor_pool(ctx)
     return {**result, "synthetic": path, "synthetic_header": {k: v for k, v in header.items() if k != "item_tokens"},
             "exported_atomic": _export(ctx, probs, n),

@@ -30,7 +30,7 @@ def test_unrolled_gradient_matches_finite_differences(ctx):
     start = {f"model.{k}": p.detach() for k, p in model.named_parameters()}
 
     def f_of_summary():
-        window = [(summary.log_probabilities(items), items)] * 2
+        window = [(summary.soft_batch(items), items)] * 2
         return unrolled_outer_loss(model, start, window, 0.5, outer_fn)[0]
 
     f = f_of_summary()

@@ -25,6 +25,8 @@ def save_synthetic(path, summary, header):
         "core": summary.core.detach().cpu(),
         "item_factor": summary.item_factor.detach().cpu(),
     }
+    if summary.separate_targets:
+        payload["target_core"] = summary.target_core.detach().cpu()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save(payload, path)
     return path
@@ -48,11 +50,14 @@ def load_synthetic(path, dataset=None):
             )
     user_rank, time_rank = payload["user_factor"].size(1), payload["time_factor"].size(1)
     summary = SyntheticSummary(payload["item_factor"], payload["user_factor"].size(0),
-                               payload["time_factor"].size(0), user_rank, time_rank, header["temperature"])
+                               payload["time_factor"].size(0), user_rank, time_rank, header["temperature"],
+                               separate_targets="target_core" in payload)
     with torch.no_grad():
         summary.user_factor.copy_(payload["user_factor"])
         summary.time_factor.copy_(payload["time_factor"])
         summary.core.copy_(payload["core"])
+        if summary.separate_targets:
+            summary.target_core.copy_(payload["target_core"])
     return summary, header
 
 

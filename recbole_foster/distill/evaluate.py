@@ -15,35 +15,41 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 
-def soft_sequence_loss(model, log_probs, item_ids):
+def soft_sequence_loss(model, log_probs, item_ids, target_log_probs=None):
     """KL(next-position target || model prediction) on soft sequences over the items ``item_ids``.
 
     ``log_probs`` (m, n, K) are the sequences' log-distributions. Inputs are positions 0..n-2
     embedded as probability-weighted mixes of the model's item representations; targets are the
-    distributions at positions 1..n-1 (FOSTER App. B.2). Targets enter as log-probabilities:
+    distributions at positions 1..n-1 (FOSTER App. B.2) of ``target_log_probs``, which default
+    to ``log_probs`` itself (TD3/FOSTER's coupled tensor). Targets enter as log-probabilities:
     differentiating ``p log p`` through a probability that underflowed to 0 gives NaN.
     """
+    targets = log_probs if target_log_probs is None else target_log_probs
     hidden = model.encode_soft(log_probs[:, :-1].exp(), item_ids)
     log_pred = F.log_softmax(model.scores(hidden, item_ids), dim=-1)
-    return F.kl_div(log_pred, log_probs[:, 1:], reduction="none", log_target=True).sum(-1).mean()
+    return F.kl_div(log_pred, targets[:, 1:], reduction="none", log_target=True).sum(-1).mean()
 
 
 class SoftSequences:
     """Synthetic soft sequences, given as log-distributions (m, n, n_items) over the catalog.
 
-    The padding item (column 0, probability 0) is left out of inputs and predictions.
+    ``target_log_probs`` are separate soft labels (``foster_targets: separate``); None means the
+    inputs are also the targets. The padding item (column 0, probability 0) is left out.
     """
 
-    def __init__(self, log_probs):
+    def __init__(self, log_probs, target_log_probs=None):
         self.log_probs = log_probs[..., 1:]
+        self.target_log_probs = None if target_log_probs is None else target_log_probs[..., 1:]
 
     def __len__(self):
         return self.log_probs.size(0)
 
     def loss(self, model, rows):
-        log_probs = self.log_probs[rows].to(model.item_text_embeddings.device)
+        device = model.item_text_embeddings.device
+        log_probs = self.log_probs[rows].to(device)
+        targets = None if self.target_log_probs is None else self.target_log_probs[rows].to(device)
         items = torch.arange(1, log_probs.size(-1) + 1, device=log_probs.device)
-        return soft_sequence_loss(model, log_probs, items)
+        return soft_sequence_loss(model, log_probs, items, targets)
 
 
 class HardSequences:

@@ -7,6 +7,12 @@ V the frozen item-text embedding table (d = its width), so the learnable size do
 on the catalog. Probabilities are only ever formed over a *subset* of items (FOSTER's item
 sampling), so no step builds an (m, n, |catalog|) tensor; :meth:`full_probabilities` exists for
 evaluation and export, where the whole catalog is wanted once.
+
+``separate_targets`` (``foster_targets: separate``; not in the paper) gives the soft *targets*
+their own core G' on the same U and T: position t's input is X[u, t] and the label it is trained
+to predict is Y[u, t + 1]. In TD3/FOSTER one tensor is both (Y = X), so a position cannot carry
+a soft, teacher-like label and stay a realistic one-item input; docs/experiments.md measures why
+that matters.
 """
 
 import math
@@ -30,7 +36,7 @@ def item_factor_from_text(text_embeddings):
 
 class SyntheticSummary(nn.Module):
     def __init__(self, item_factor, n_sequences, seq_len, user_rank=16, time_rank=16,
-                 temperature=0.1, init_std=0.02):
+                 temperature=0.1, init_std=0.02, separate_targets=False):
         super().__init__()
         self.register_buffer("item_factor", item_factor, persistent=False)
         dim = item_factor.size(1)
@@ -38,7 +44,12 @@ class SyntheticSummary(nn.Module):
         self.time_factor = nn.Parameter(torch.randn(seq_len, time_rank) * init_std)
         # The core starts larger than U/T so that the initial logits are not all zero.
         self.core = nn.Parameter(torch.randn(user_rank, time_rank, dim) / math.sqrt(user_rank * time_rank))
+        self.target_core = nn.Parameter(self.core.detach().clone()) if separate_targets else None
         self.temperature = temperature
+
+    @property
+    def separate_targets(self):
+        return self.target_core is not None
 
     @property
     def n_sequences(self):
@@ -48,14 +59,22 @@ class SyntheticSummary(nn.Module):
     def seq_len(self):
         return self.time_factor.size(0)
 
-    def sequence_codes(self, users=None):
+    def sequence_codes(self, users=None, targets=False):
         """(m, n, d): the user x time part of the product, shared by every item subset."""
         user_factor = self.user_factor if users is None else self.user_factor[users]
-        return torch.einsum("ua,tb,abc->utc", user_factor, self.time_factor, self.core)
+        core = self.target_core if targets else self.core
+        return torch.einsum("ua,tb,abc->utc", user_factor, self.time_factor, core)
 
-    def logits(self, item_ids, users=None):
+    def logits(self, item_ids, users=None, targets=False):
         """(m, n, K) logits over the items ``item_ids`` (K,)."""
-        return self.sequence_codes(users) @ self.item_factor[item_ids].T / self.temperature
+        return self.sequence_codes(users, targets) @ self.item_factor[item_ids].T / self.temperature
+
+    def soft_batch(self, item_ids):
+        """(input log-probs, target log-probs or None when the inputs are also the targets)."""
+        inputs = self.log_probabilities(item_ids)
+        if not self.separate_targets:
+            return inputs, None
+        return inputs, torch.log_softmax(self.logits(item_ids, targets=True), dim=-1)
 
     def probabilities(self, item_ids, users=None):
         """(m, n, K) soft distributions restricted to (and renormalised over) ``item_ids``."""
@@ -71,7 +90,7 @@ class SyntheticSummary(nn.Module):
         item_seqs = item_seqs.to(self.item_factor.device)
         mask = item_seqs > 0
         targets = item_seqs[mask]
-        optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        optimizer = torch.optim.Adam([self.user_factor, self.time_factor, self.core], lr=lr)
         for _ in range(steps):
             sampled = sample_items(self.item_factor.size(0), n_sampled, generator, self.item_factor.device)
             items = torch.unique(torch.cat([targets, sampled]))
@@ -85,14 +104,37 @@ class SyntheticSummary(nn.Module):
             top1 = items[self.logits(items)[mask].argmax(-1)]
         return float((top1 == targets).float().mean())
 
+    def fit_targets(self, target_log_probs, mask, steps=300, lr=0.01, n_sampled=512, generator=None):
+        """Warm start of the separate targets: fit G' so that Y matches given soft labels.
+
+        ``target_log_probs(item_ids)`` returns (m, n, K) label log-distributions over a subset
+        (e.g. the teacher's next-item predictions for a real sequence); ``mask`` (m, n) marks the
+        positions that have one. Only G' moves, so the inputs fitted before stay as they are.
+        Returns the final KL on the last subset.
+        """
+        if not self.separate_targets:
+            raise ValueError("fit_targets needs a summary with separate_targets=True.")
+        mask = mask.to(self.item_factor.device)
+        optimizer = torch.optim.Adam([self.target_core], lr=lr)
+        for _ in range(steps):
+            items = sample_items(self.item_factor.size(0), n_sampled, generator, self.item_factor.device)
+            with torch.no_grad():
+                labels = target_log_probs(items)[mask]
+            log_pred = torch.log_softmax(self.logits(items, targets=True)[mask], dim=-1)
+            loss = torch.nn.functional.kl_div(log_pred, labels, reduction="batchmean", log_target=True)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return float(loss.detach())
+
     def log_probabilities(self, item_ids, users=None):
         """(m, n, K) log-distributions over ``item_ids`` (numerically safe for KL targets)."""
         return torch.log_softmax(self.logits(item_ids, users), dim=-1)
 
     @torch.no_grad()
-    def full_log_probabilities(self, chunk=65536):
+    def full_log_probabilities(self, chunk=65536, targets=False):
         """(m, n, n_items) log-distributions over the whole catalog (padding item 0: -inf)."""
-        codes = self.sequence_codes()
+        codes = self.sequence_codes(targets=targets)
         n_items = self.item_factor.size(0)
         logits = torch.empty(codes.shape[:2] + (n_items,), device=codes.device)
         for start in range(0, n_items, chunk):
@@ -100,6 +142,10 @@ class SyntheticSummary(nn.Module):
             logits[..., start:start + len(ids)] = codes @ self.item_factor[ids].T / self.temperature
         logits[..., 0] = float("-inf")
         return torch.log_softmax(logits, dim=-1)
+
+    def full_target_log_probabilities(self, chunk=65536):
+        """The separate targets over the whole catalog, or None when the inputs are the targets."""
+        return self.full_log_probabilities(chunk, targets=True) if self.separate_targets else None
 
     def full_probabilities(self, chunk=65536):
         """(m, n, n_items) distributions over the whole catalog (padding item 0 excluded)."""

@@ -35,13 +35,15 @@ class _Apply(nn.Module):
         return fn(self.model)
 
 
-def sgd_step(wrapper, params, log_probs, items, lr, create_graph):
+def sgd_step(wrapper, params, batch, items, lr, create_graph):
     """One SGD step of the learner on soft sequences; params keyed as ``model.<name>``."""
     names = list(params)
     # the window's first step starts from plain tensors: they become leaves of its graph
     values = [params[k] if create_graph and params[k].requires_grad else params[k].detach().requires_grad_(True)
               for k in names]
-    loss = functional_call(wrapper, dict(zip(names, values)), (lambda m: soft_sequence_loss(m, log_probs, items),))
+    log_probs, targets = batch
+    loss = functional_call(wrapper, dict(zip(names, values)),
+                           (lambda m: soft_sequence_loss(m, log_probs, items, targets),))
     grads = torch.autograd.grad(loss, values, create_graph=create_graph, allow_unused=True)
     updated = {k: v - lr * g if g is not None else v for k, v, g in zip(names, values, grads)}
     if not create_graph:
@@ -52,12 +54,12 @@ def sgd_step(wrapper, params, log_probs, items, lr, create_graph):
 def unrolled_outer_loss(model, params, window, lr, outer_fn):
     """f at the end of a differentiable SGD window from ``params``.
 
-    ``window`` is a list of (log_probs, items), one per step, whose log_probs carry the graph to
-    the synthetic factors; ``outer_fn(model)`` returns f. Returns (f, the final params).
+    ``window`` is a list of ((input log-probs, target log-probs or None), items), one per step,
+    carrying the graph to the synthetic factors; ``outer_fn(model)`` returns f. Returns (f, the final params).
     """
     wrapper = _Apply(model)
-    for log_probs, items in window:
-        params = sgd_step(wrapper, params, log_probs, items, lr, create_graph=True)
+    for batch, items in window:
+        params = sgd_step(wrapper, params, batch, items, lr, create_graph=True)
     return functional_call(wrapper, params, (outer_fn,)), params
 
 
@@ -90,13 +92,13 @@ class TD3DistillTrainer(FosterDistillTrainer):
         for _ in range(int(torch.randint(self.max_skip + 1, (1,), generator=self.generator))):
             items = self.sample_subset()
             with torch.no_grad():
-                log_probs = self.summary.log_probabilities(items)
-            params = sgd_step(wrapper, params, log_probs, items, self.inner_lr, create_graph=False)
+                batch = self.summary.soft_batch(items)
+            params = sgd_step(wrapper, params, batch, items, self.inner_lr, create_graph=False)
 
         window = []
         for _ in range(self.window):
             items = self.sample_subset()
-            window.append((self.summary.log_probabilities(items), items))
+            window.append((self.summary.soft_batch(items), items))
         parts = {}
 
         def outer_fn(model):
@@ -116,6 +118,6 @@ class TD3DistillTrainer(FosterDistillTrainer):
         self.model.load_state_dict({k[len("model."):]: v.detach() for k, v in params.items()}, strict=False)
 
         record = {"step": self.step, "f": f.item(), **parts,
-                  "entropy": mean_entropy(window[-1][0].detach().exp()).item(), "anchor": self.current_anchor}
+                  "entropy": mean_entropy(window[-1][0][0].detach().exp()).item(), "anchor": self.current_anchor}
         self.step += 1
         return record

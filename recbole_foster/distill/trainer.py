@@ -122,8 +122,8 @@ class FosterDistillTrainer(Trainer):
         for _ in range(self.inner_steps):
             items = self.sample_subset()
             with torch.no_grad():
-                log_probs = self.summary.log_probabilities(items)
-            loss = soft_sequence_loss(self.inner_model, log_probs, items)
+                log_probs, targets = self.summary.soft_batch(items)
+            loss = soft_sequence_loss(self.inner_model, log_probs, items, targets)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -167,10 +167,10 @@ class FosterDistillTrainer(Trainer):
         theta = [p for p in self.model.parameters() if p.requires_grad]
         phi = list(self.summary.parameters())
         items = self.sample_subset()
-        log_probs = self.summary.log_probabilities(items)
-        inner_at_theta = soft_sequence_loss(self.model, log_probs, items)
+        log_probs, targets = self.summary.soft_batch(items)
+        inner_at_theta = soft_sequence_loss(self.model, log_probs, items, targets)
         q, gq_theta, gq_phi = value_gap_gradients(
-            inner_at_theta, theta, phi, lambda: soft_sequence_loss(self.inner_model, log_probs, items)
+            inner_at_theta, theta, phi, lambda: soft_sequence_loss(self.inner_model, log_probs, items, targets)
         )
         f, parts = self.outer_loss(items)
         grad_f = torch.autograd.grad(f, theta + phi, allow_unused=True)
@@ -184,6 +184,8 @@ class FosterDistillTrainer(Trainer):
 
         record = {"step": self.step, "f": f.item(), **parts, "q": q, "lambda": lam,
                   "entropy": mean_entropy(log_probs.detach().exp()).item(), "anchor": self.current_anchor}
+        if targets is not None:
+            record["target_entropy"] = mean_entropy(targets.detach().exp()).item()
         self.step += 1
         return record
 
