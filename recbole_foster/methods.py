@@ -1,4 +1,5 @@
-"""The methods of ``run_foster.py --method=...`` beyond ``full``: foster, random, eval.
+"""The methods of ``run_foster.py --method=...`` beyond ``full``: distillation (foster, td3),
+selection (random, random_kd, kcenter, dealrec, goracs) and eval of a saved set.
 
 Each returns the part of results.json it owns; ``table`` rows are printed side by side.
 All small training sets are judged by :func:`evaluate_training_set` (one protocol).
@@ -10,7 +11,7 @@ import time
 import torch
 
 from recbole_foster.distill.anchors import ensure_anchor_pool, load_state
-from recbole_foster.distill.artifacts import export_atomic, load_synthetic, save_synthetic
+from recbole_foster.distill.artifacts import export_atomic, load_synthetic, save_synthetic, write_atomic_sequences
 from recbole_foster.distill.evaluate import (
     HardSequences,
     SoftSequences,
@@ -98,6 +99,31 @@ def run_random_kd(ctx):
     token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
     return {**result, "selected_users": [token[u] for u in users.tolist()],
             "table": {"Full": full_row(manifest), f"Random-KD-{n}": result["test"]}}
+
+
+def run_coreset(ctx):
+    """``--method=kcenter|dealrec|goracs``: N real users chosen by a coreset algorithm, judged like Random-N."""
+    from recbole_foster.coreset.selectors import LABELS, select
+
+    _require_text_model(ctx)
+    n, method = _n_sequences(ctx), ctx.config["method"]
+    folder, manifest = ensure_anchor_pool(ctx)
+    teacher = load_teacher(ctx, folder, manifest)
+    users, sequences = user_training_sequences(ctx.train_data.dataset, ctx.config["MAX_ITEM_LIST_LENGTH"])
+    with ctx.timed("select"):
+        chosen = select(ctx, method, teacher, sequences, n)
+    users, sequences = users[chosen], sequences[chosen]
+    label = f"{LABELS[method]}-{n}"
+    result = evaluate_training_set(ctx, HardSequences(sequences), desc=label)
+    token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
+    selected = [token[u] for u in users.tolist()]
+    exported = None
+    if ctx.config["export_atomic"]:
+        exported = write_atomic_sequences(
+            ctx.config["export_atomic"], f"{ctx.config['dataset']}-{method}{n}", sequences, selected,
+            list(ctx.dataset.field2id_token[ctx.dataset.iid_field]), item_texts(ctx.dataset, text_fields_of(ctx.config)))
+    return {**result, "selected_users": selected, "exported_atomic": exported,
+            "table": {"Full": full_row(manifest), label: result["test"]}}
 
 
 def _header(ctx, n):

@@ -110,12 +110,13 @@ def _methods():
     from recbole_foster import methods
 
     return {"full": run_full, "foster": methods.run_foster, "random": methods.run_random,
-            "random_kd": methods.run_random_kd, "td3": methods.run_td3, "eval": methods.run_eval}
+            "random_kd": methods.run_random_kd, "td3": methods.run_td3, "eval": methods.run_eval,
+            "kcenter": methods.run_coreset, "dealrec": methods.run_coreset, "goracs": methods.run_coreset}
 
 
-METHODS = ("full", "foster", "td3", "random", "random_kd", "eval")
 # Methods that build or select a small training set of ``n_sequences`` sequences
-SMALL_SET_METHODS = ("foster", "td3", "random", "random_kd")
+SMALL_SET_METHODS = ("foster", "td3", "random", "random_kd", "kcenter", "dealrec", "goracs")
+METHODS = ("full", "eval") + SMALL_SET_METHODS
 
 
 def jsonable(value):
