@@ -1,0 +1,104 @@
+"""The paper's Table 2 for one dataset: every method under one protocol, in one table.
+
+    python benchmarks/paper_table.py --dataset=ml-100k --n_sequences=20 --seeds=3
+    python benchmarks/paper_table.py --dataset=amazon-games --data_path=../shared/data \
+        --config_files=benchmarks/configs/amazon-games-cpu.yaml --seeds=3
+
+Each method is one ``run_foster.py`` run with the same dataset, split, seed, evaluation model and
+``--distilled_eval_seeds=<seeds>`` (the Full run is trained once and reused by all). A method
+whose ``results.json`` already exists under ``--work_dir`` is read back instead of re-run, so an
+interrupted table resumes where it stopped. Any other ``--key=value`` goes to every run: use it
+to scale steps and epochs down for a CPU, and say so; such a run is not the paper's setting.
+Writes ``benchmarks/results/<dataset>.json`` and ``.md``.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from recbole_foster.run import REPORTED_METRICS, run
+
+METHODS = ["random", "random_kd", "kcenter", "dealrec", "goracs", "td3", "foster"]
+LABELS = {"full": "Full", "random": "Random", "random_kd": "Random-KD", "kcenter": "K-Center",
+          "dealrec": "DEALRec", "goracs": "GORACS", "td3": "TD3", "foster": "FOSTER"}
+
+
+def run_or_reuse(method, options, work_dir):
+    out = os.path.join(work_dir, method)
+    path = os.path.join(out, "results.json")
+    if os.path.isfile(path):
+        print(f"[{method}] reusing {path}", flush=True)
+        with open(path) as f:
+            return json.load(f)
+    argv = [f"--{k}={v}" for k, v in {**options, "method": method, "output_dir": out}.items()]
+    if method in ("foster", "td3"):
+        argv.append("--foster_compare_random=False")  # Random-N is its own row
+    print(f"[{method}] python run_foster.py {' '.join(argv)}", flush=True)
+    start = time.perf_counter()
+    results = run(argv)
+    print(f"[{method}] done in {time.perf_counter() - start:.0f} s", flush=True)
+    return results
+
+
+def row_of(method, results, n):
+    metrics = results["test"]
+    row = {"method": LABELS[method] + ("" if method == "full" else f"-{n}"),
+           **{k: metrics.get(k) for k in REPORTED_METRICS}, **{f"{k}_std": metrics.get(f"{k}_std") for k in REPORTED_METRICS}}
+    timings = results.get("timings", {})
+    row["seconds"] = {k: round(v, 1) for k, v in timings.items()}
+    row["peak_mem_mb"] = results.get("peak_mem_mb")
+    return row
+
+
+def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")):
+    lines = ["| method | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in metrics) + " |",
+             "|---|" + "---|" * len(metrics)]
+    for row in rows:
+        cells = []
+        for m in metrics:
+            value, std = row.get(m), row.get(f"{m}_std")
+            cells.append("-" if value is None else f"{value:.4f}" + (f" ± {std:.4f}" if std else ""))
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--n_sequences", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per small set")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--work_dir", default=None, help="per-method run folders (default outputs/paper_table/<dataset>)")
+    parser.add_argument("--out", default="benchmarks/results")
+    args, extra = parser.parse_known_args(argv)
+    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds}
+    options.update(dict(a[2:].split("=", 1) for a in extra))
+    work_dir = args.work_dir or os.path.join("outputs", "paper_table", args.dataset)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {METHODS}")
+
+    rows, full = [], None
+    for method in methods:
+        results = run_or_reuse(method, options, work_dir)
+        if full is None:
+            full = {"test": results["table"]["Full"], "timings": {}, "peak_mem_mb": None}
+            rows.append(row_of("full", full, args.n_sequences))
+        rows.append(row_of(method, results, args.n_sequences))
+    table = markdown(rows)
+    command = "python benchmarks/paper_table.py " + " ".join(argv)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"{args.dataset}.json"), "w") as f:
+        json.dump({"dataset": args.dataset, "n_sequences": args.n_sequences, "eval_seeds": args.seeds,
+                   "overrides": {k: v for k, v in options.items() if k not in ("dataset", "n_sequences")},
+                   "command": command, "rows": rows}, f, indent=2)
+    with open(os.path.join(args.out, f"{args.dataset}.md"), "w") as f:
+        f.write(f"<!-- {command} -->\n{table}\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
