@@ -276,3 +276,29 @@ def test_separate_targets_fit_labels_and_survive_save_load(ctx, tmp_path):
     loaded, _ = load_synthetic(path)
     assert loaded.separate_targets
     assert torch.equal(loaded.full_target_log_probabilities(), summary.full_target_log_probabilities())
+
+
+def test_a_second_run_waits_for_the_pool_being_trained_and_reuses_it(ctx, monkeypatch, tmp_path):
+    """Two runs side by side: the one that finds the pool locked waits, then reuses it."""
+    import fcntl
+    import threading
+
+    from recbole_foster.distill import anchors
+
+    monkeypatch.setattr(anchors, "pool_dir", lambda config, encoder: str(tmp_path / "pool"))
+    folder = anchors.pool_dir(ctx.config, ctx.text_encoder)
+    os.makedirs(folder, exist_ok=True)
+    trained = []
+    monkeypatch.setattr(anchors, "_record_anchor_pool", lambda c, f: trained.append(f) or {"complete": True})
+    holder = open(os.path.join(folder, ".lock"), "w")
+    fcntl.flock(holder, fcntl.LOCK_EX)  # "another run" is training
+    result = {}
+    waiter = threading.Thread(target=lambda: result.update(pool=anchors.ensure_anchor_pool(ctx)))
+    waiter.start()
+    waiter.join(timeout=1.0)
+    assert waiter.is_alive()  # blocked on the lock, not training a second copy
+    anchors.write_manifest(folder, {"complete": True, "test": {}})
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    waiter.join()
+    assert trained == [] and result["pool"][1]["complete"]

@@ -10,6 +10,7 @@ and ``manifest.json`` (one row per checkpoint: epoch, step, validation metric, f
 teacher file and the Full run's metrics, written last, so a half-written pool is never reused).
 """
 
+import fcntl
 import hashlib
 import json
 import os
@@ -98,12 +99,32 @@ def ensure_anchor_pool(ctx):
 
     Returns ``(folder, manifest)``; the manifest holds the Full run's valid/test metrics.
     """
+    folder = pool_dir(ctx.config, ctx.text_encoder)
+    os.makedirs(folder, exist_ok=True)
+    # Runs started side by side (e.g. one per method) must not train the same pool twice: the
+    # first takes the lock and trains, the others wait for it and then reuse its pool.
+    with open(os.path.join(folder, ".lock"), "w") as lock:
+        if not _try_lock(lock):
+            ctx.logger.info(f"Another run is training the anchor pool {folder}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = load_manifest(folder)
+        if manifest is not None:
+            ctx.logger.info(f"Reusing the real-data run and its anchor pool from {folder}")
+            return folder, manifest
+        return folder, _record_anchor_pool(ctx, folder)
+
+
+def _try_lock(file):
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def _record_anchor_pool(ctx, folder):
+    """The Full run: train, test, save the teacher, then write the manifest (last)."""
     config = ctx.config
-    folder = pool_dir(config, ctx.text_encoder)
-    manifest = load_manifest(folder)
-    if manifest is not None:
-        ctx.logger.info(f"Reusing the real-data run and its anchor pool from {folder}")
-        return folder, manifest
     model = ctx.new_model(config["seed"])
     trainer = AnchorRecordingTrainer(config, model, folder)
     trainer.saved_model_file = os.path.join(folder, "best.pth")
@@ -129,4 +150,4 @@ def ensure_anchor_pool(ctx):
     }
     write_manifest(folder, manifest)
     os.remove(trainer.saved_model_file)  # teacher.pt holds the same weights as a plain state dict
-    return folder, manifest
+    return manifest
