@@ -204,8 +204,10 @@ def new_summary(ctx, n, teacher):
     fit = summary.fit_to_sequences(init, generator=generator)
     ctx.logger.info(f"Synthetic data initialised from {n} real users' sequences (top-1 fit {fit:.3f})")
     if summary.separate_targets:
+        labelled = init > 0
+        labelled[:, 0] = False  # the first item has no history, hence no teacher label
         kl = summary.fit_targets(teacher_next_item_log_probs(teacher, init.to(config["device"])),
-                                 init > 0, generator=generator)
+                                 labelled, steps=config["foster_target_fit_steps"], generator=generator)
         ctx.logger.info(f"Synthetic targets initialised from the teacher's predictions (KL {kl:.3f})")
     return summary, fit
 
