@@ -103,11 +103,19 @@ class WindowedSequentialDataset(SequentialDataset):
 def create_dataset(config):
     """RecBole's ``create_dataset`` after checking files and text fields.
 
+    ``eval_protocol`` picks the split: ``loo`` (default) is RecBole's own (``eval_args.split``),
+    ``global_temporal`` the paper's time-based 8:1:1 split (:mod:`recbole_foster.protocol`).
     Models that train on every position get the windowed training split when
-    ``train_window`` is on (the default); everything else is RecBole's own dataset.
+    ``train_window`` is on (the default); otherwise the dataset is RecBole's own.
     """
+    from recbole_foster.protocol import eval_protocol_of, global_temporal_dataset
+
+    protocol = eval_protocol_of(config)
     check_atomic_files(config, need_item_file=getattr(config.model_class, "requires_item_text", False))
-    if getattr(config.model_class, "trains_all_positions", False) and config["train_window"]:
+    windowed = bool(getattr(config.model_class, "trains_all_positions", False) and config["train_window"])
+    if protocol == "global_temporal":
+        return global_temporal_dataset(config, windowed)
+    if windowed:
         return WindowedSequentialDataset(config)
     return recbole_create_dataset(config)
 
