@@ -62,7 +62,14 @@ def user_training_sequences(dataset, max_len):
     return torch.tensor(users), sequences
 
 
-def random_users(ctx, n, seed):
+def random_users(ctx, n):
+    """N training users drawn with ``selection_seed`` (default: ``seed``) and their windows.
+
+    A separate seed lets the spread over *which* users are drawn be measured without changing
+    the Full run (whose key includes ``seed``).
+    """
+    seed = ctx.config["selection_seed"]
+    seed = ctx.config["seed"] if seed is None else int(seed)
     users, sequences = user_training_sequences(ctx.train_data.dataset, ctx.config["MAX_ITEM_LIST_LENGTH"])
     generator = torch.Generator().manual_seed(seed)
     chosen = torch.randperm(len(users), generator=generator)[:n]
@@ -73,7 +80,7 @@ def run_random(ctx):
     """N real training users chosen uniformly at random, judged like a distilled set."""
     _require_text_model(ctx)
     n = _n_sequences(ctx)
-    users, sequences = random_users(ctx, n, ctx.config["seed"])
+    users, sequences = random_users(ctx, n)
     result = evaluate_training_set(ctx, HardSequences(sequences), desc=f"Random-{n}")
     _, manifest = ensure_anchor_pool(ctx)
     token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
@@ -94,7 +101,7 @@ def run_random_kd(ctx):
     n = _n_sequences(ctx)
     folder, manifest = ensure_anchor_pool(ctx)
     teacher = load_teacher(ctx, folder, manifest)
-    users, sequences = random_users(ctx, n, ctx.config["seed"])
+    users, sequences = random_users(ctx, n)
     result = evaluate_training_set(ctx, TeacherLabelledSequences(sequences, teacher), desc=f"Random-KD-{n}")
     token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
     return {**result, "selected_users": [token[u] for u in users.tolist()],
@@ -196,7 +203,7 @@ def new_summary(ctx, n, teacher):
         raise ValueError(f"foster_init must be 'real' or 'random', got {config['foster_init']!r}.")
     # Start from the Random-N users' sequences (same seed), so what distillation adds on top of
     # them is what the comparison with Random-N measures.
-    _, sequences = random_users(ctx, n, config["seed"])
+    _, sequences = random_users(ctx, n)
     width = summary.seq_len
     init = torch.zeros(n, width, dtype=torch.long)
     init[:, : min(width, sequences.size(1))] = sequences[:, :width]
@@ -261,7 +268,7 @@ def distill_and_evaluate(ctx, trainer_class):
     table = {"Full": full_row(manifest), label: result["test"]}
     random_result = None
     if config["foster_compare_random"]:
-        _, sequences = random_users(ctx, n, config["seed"])
+        _, sequences = random_users(ctx, n)
         random_result = evaluate_training_set(ctx, HardSequences(sequences), desc=f"Random-{n}")
         table[f"Random-{n}"] = random_result["test"]
     history = trainer.history

@@ -23,7 +23,7 @@ from recbole_foster.distill.anchors import ensure_anchor_pool
 
 DEFAULTS = {"dataset": "ml-100k", "method": "foster", "model": "TextSASRec"}
 REPORTED_METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "hit@10"]
-PLUGIN_KEYS = ["method", "n_sequences", "output_dir", "resume", "synthetic", "export_atomic", "anchor_dir"]
+PLUGIN_KEYS = ["method", "selection_seed", "n_sequences", "output_dir", "resume", "synthetic", "export_atomic", "anchor_dir"]
 
 
 

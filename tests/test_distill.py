@@ -302,3 +302,12 @@ def test_a_second_run_waits_for_the_pool_being_trained_and_reuses_it(ctx, monkey
     holder.close()
     waiter.join()
     assert trained == [] and result["pool"][1]["complete"]
+
+
+def test_selection_seed_draws_other_users_from_the_same_full_run(toy_data_root, tiny_bert_dir, tmp_path):
+    base = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="random", distilled_eval_seeds=1)
+    first = run(as_argv({**base, "output_dir": str(tmp_path / "a")}))
+    other = run(as_argv({**base, "output_dir": str(tmp_path / "b"), "selection_seed": 7}))
+    assert first["selected_users"] != other["selected_users"]
+    assert other["table"]["Full"] == first["table"]["Full"] and other["timings"]["train"] == 0.0  # reused
+    assert [s["seed"] for s in other["per_seed"]] == [s["seed"] for s in first["per_seed"]]

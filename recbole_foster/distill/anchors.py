@@ -23,7 +23,7 @@ from recbole_foster.trainer import CheckpointSafeTrainer
 _IRRELEVANT_KEYS = {
     "method", "n_sequences", "output_dir", "resume", "synthetic", "export_atomic", "show_progress",
     "state", "checkpoint_dir", "eval_batch_size", "device", "gpu_id", "use_gpu", "worker",
-    "anchor_dir", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
+    "anchor_dir", "selection_seed", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
     "dataset_save_path", "dataloaders_save_path", "text_cache_dir", "text_batch_size",
 }
 
