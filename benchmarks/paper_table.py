@@ -18,28 +18,51 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from recbole_foster.run import REPORTED_METRICS, run
 
-METHODS = ["random", "random_kd", "kcenter", "dealrec", "goracs", "td3", "foster"]
+METHODS = ["random", "random_kd", "kcenter", "dealrec", "goracs", "td3", "foster", "foster_separate"]
 LABELS = {"full": "Full", "random": "Random", "random_kd": "Random-KD", "kcenter": "K-Center",
-          "dealrec": "DEALRec", "goracs": "GORACS", "td3": "TD3", "foster": "FOSTER"}
+          "dealrec": "DEALRec", "goracs": "GORACS", "td3": "TD3", "foster": "FOSTER",
+          "foster_separate": "FOSTER (separate targets)"}
+# table rows that are a method run with extra settings
+VARIANTS = {"foster_separate": ("foster", {"foster_targets": "separate"})}
+# methods whose result depends on which random users are drawn (``--selection_seeds``)
+RANDOM_DRAWS = ("random", "random_kd")
 
 
-def run_or_reuse(method, options, work_dir):
-    out = os.path.join(work_dir, method)
+def run_or_reuse(name, options, work_dir):
+    out = os.path.join(work_dir, name)
     path = os.path.join(out, "results.json")
     if os.path.isfile(path):
-        print(f"[{method}] reusing {path}", flush=True)
+        print(f"[{name}] reusing {path}", flush=True)
         with open(path) as f:
             return json.load(f)
-    argv = [f"--{k}={v}" for k, v in {**options, "method": method, "output_dir": out}.items()]
+    method, extra = VARIANTS.get(name.split("-sel")[0], (name.split("-sel")[0], {}))
+    argv = [f"--{k}={v}" for k, v in {**options, **extra, "method": method, "output_dir": out}.items()]
     if method in ("foster", "td3"):
         argv.append("--foster_compare_random=False")  # Random-N is its own row
-    print(f"[{method}] python run_foster.py {' '.join(argv)}", flush=True)
+    print(f"[{name}] python run_foster.py {' '.join(argv)}", flush=True)
     start = time.perf_counter()
     results = run(argv)
-    print(f"[{method}] done in {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"[{name}] done in {time.perf_counter() - start:.0f} s", flush=True)
     return results
+
+
+def pooled(results_list):
+    """One result over several user draws: mean and std over every (draw, evaluation seed) run."""
+    if len(results_list) == 1:
+        return results_list[0]
+    runs = [s["test"] for r in results_list for s in r["per_seed"]]
+    test = {}
+    for k in REPORTED_METRICS:
+        values = np.array([run[k] for run in runs])
+        test[k], test[f"{k}_std"] = float(values.mean()), float(values.std(ddof=1))
+    merged = dict(results_list[0])
+    merged["test"] = test
+    merged["draws"] = [{k: r["test"][k] for k in ("ndcg@10", "recall@10")} for r in results_list]
+    return merged
 
 
 def row_of(method, results, n):
@@ -49,6 +72,8 @@ def row_of(method, results, n):
     timings = results.get("timings", {})
     row["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     row["peak_mem_mb"] = results.get("peak_mem_mb")
+    if "draws" in results:
+        row["draws"] = results["draws"]
     return row
 
 
@@ -70,6 +95,8 @@ def main(argv):
     parser.add_argument("--n_sequences", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per small set")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--selection_seeds", type=int, default=1,
+                        help="user draws for Random and Random-KD (selection_seed = seed + i); pooled")
     parser.add_argument("--work_dir", default=None, help="per-method run folders (default outputs/paper_table/<dataset>)")
     parser.add_argument("--out", default="benchmarks/results")
     args, extra = parser.parse_known_args(argv)
@@ -82,8 +109,11 @@ def main(argv):
         parser.error(f"unknown methods {unknown}; choose from {METHODS}")
 
     rows, full = [], None
+    seed = int(options.get("seed", 2020))
     for method in methods:
-        results = run_or_reuse(method, options, work_dir)
+        draws = args.selection_seeds if method in RANDOM_DRAWS else 1
+        results = pooled([run_or_reuse(method, options, work_dir)] + [
+            run_or_reuse(f"{method}-sel{i}", {**options, "selection_seed": seed + i}, work_dir) for i in range(1, draws)])
         if full is None:
             full = {"test": results["table"]["Full"], "timings": {}, "peak_mem_mb": None}
             rows.append(row_of("full", full, args.n_sequences))
@@ -93,6 +123,7 @@ def main(argv):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.dataset}.json"), "w") as f:
         json.dump({"dataset": args.dataset, "n_sequences": args.n_sequences, "eval_seeds": args.seeds,
+                   "selection_seeds": args.selection_seeds,
                    "overrides": {k: v for k, v in options.items() if k not in ("dataset", "n_sequences")},
                    "command": command, "rows": rows}, f, indent=2)
     with open(os.path.join(args.out, f"{args.dataset}.md"), "w") as f:
