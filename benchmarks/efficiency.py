@@ -123,6 +123,7 @@ def plot(results, path):
     axes[1].plot(items, [r["peak_mem_mb"] for r in results["scaling"]], "o-")
     for ax, label in zip(axes, ["seconds per outer step", "traced peak memory (MiB)"]):
         ax.set_xscale("log")
+        ax.set_ylim(bottom=0)  # from zero: flat means flat
         ax.set_xlabel("catalog size (items)")
         ax.set_ylabel(label)
     fig.suptitle(f"FOSTER ({results['n_sampled_items']} sampled items): one outer step vs catalog size")
