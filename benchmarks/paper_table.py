@@ -32,14 +32,15 @@ VARIANTS = {"foster_separate": ("foster", {"foster_targets": "separate"})}
 RANDOM_DRAWS = ("random", "random_kd")
 
 
-def run_or_reuse(name, options, work_dir):
+def run_or_reuse(name, options, work_dir, variants=VARIANTS):
+    """Run ``name`` (a method or a variant: (method, extra options)) once; reuse its results.json."""
     out = os.path.join(work_dir, name)
     path = os.path.join(out, "results.json")
     if os.path.isfile(path):
         print(f"[{name}] reusing {path}", flush=True)
         with open(path) as f:
             return json.load(f)
-    method, extra = VARIANTS.get(name.split("-sel")[0], (name.split("-sel")[0], {}))
+    method, extra = variants.get(name.split("-sel")[0], (name.split("-sel")[0], {}))
     argv = [f"--{k}={v}" for k, v in {**options, **extra, "method": method, "output_dir": out}.items()]
     if method in ("foster", "td3"):
         argv.append("--foster_compare_random=False")  # Random-N is its own row

@@ -1,0 +1,73 @@
+"""The paper's ablations (Table 3, Fig. 3, Fig. 4) at a scale this machine can run.
+
+    python benchmarks/ablation.py --dataset=ml-100k --foster_outer_steps=300 --seeds=1
+
+Every row is one FOSTER run on the same data, Full run, warm start and evaluation protocol,
+changing one switch: first-order BOME vs TD3's BPTT, items sampled on the fly vs a fixed K-means
+subset, reset to anchors vs random init vs none, the DH weight beta, the reset interval R.
+Runs are resumable like paper_table.py. Writes ``benchmarks/results/ablation-<dataset>.json``/``.md``.
+Extra ``--key=value`` go to every run (scale steps down for a CPU and say so).
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+from paper_table import markdown, row_of, run_or_reuse
+
+ABLATIONS = {
+    "foster": ("foster", {}),
+    "bptt (td3)": ("td3", {"td3_dh_weight": 0.1}),  # first-order off, the rest as FOSTER
+    "kmeans items": ("foster", {"foster_item_sampling": "kmeans"}),
+    "reset random": ("foster", {"foster_reset": "random"}),
+    "reset none": ("foster", {"foster_reset": "none"}),
+    "beta 0 (no DH)": ("foster", {"foster_dh_weight": 0.0}),
+    "beta 1": ("foster", {"foster_dh_weight": 1.0}),
+    "R 10": ("foster", {"foster_reset_interval": 10}),
+    "R 1000": ("foster", {"foster_reset_interval": 1000}),
+}
+
+
+def slug(name):
+    """A folder name for a row: 'bptt (td3)' -> 'bptt_td3'."""
+    return re.sub(r"\W+", "_", name).strip("_")
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--n_sequences", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=1, help="evaluation seeds per run")
+    parser.add_argument("--rows", default=",".join(ABLATIONS), help="comma-separated row names")
+    parser.add_argument("--work_dir", default=None)
+    parser.add_argument("--out", default="benchmarks/results")
+    args, extra = parser.parse_known_args(argv)
+    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds,
+               "foster_compare_random": False}
+    options.update(dict(a[2:].split("=", 1) for a in extra))
+    work_dir = args.work_dir or os.path.join("outputs", "ablation", args.dataset)
+    names = [n for n in args.rows.split(",") if n]
+    unknown = sorted(set(names) - set(ABLATIONS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; choose from {list(ABLATIONS)}")
+    rows = []
+    for name in names:
+        results = run_or_reuse(slug(name), options, work_dir, variants={slug(name): ABLATIONS[name]})
+        row = row_of("foster", results, args.n_sequences)
+        row["method"] = name
+        row["final_entropy"] = results.get("final_entropy")
+        rows.append(row)
+    command = "python benchmarks/ablation.py " + " ".join(argv)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"ablation-{args.dataset}.json"), "w") as f:
+        json.dump({"dataset": args.dataset, "overrides": options, "command": command, "rows": rows}, f, indent=2)
+    table = markdown(rows)
+    with open(os.path.join(args.out, f"ablation-{args.dataset}.md"), "w") as f:
+        f.write(f"<!-- {command} -->\n{table}\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
