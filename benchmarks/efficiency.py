@@ -13,7 +13,9 @@ tensors allocated during one outer step (PyTorch profiler allocation events; on 
 allocated memory), so data loading and the text-embedding table are not counted.
 The teacher and anchors are untrained models of the right shape with random resets: what they
 contain does not change what a step costs, and it spares the real-data training run.
-Writes ``benchmarks/results/efficiency-<dataset>.json`` and ``.png``.
+Writes ``benchmarks/results/efficiency-<dataset>.json`` and, with ``--scaling``, ``.png``.
+TD3's step time varies with its random number of skipped steps (0..td3_max_skip): use enough
+``--timed_steps`` (the same seed gives the same draws for every configuration).
 """
 
 import argparse
@@ -182,7 +184,8 @@ def main(argv):
     path = os.path.join(args.out, f"efficiency-{args.dataset}.json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
-    plot(results, path[:-5] + ".png")
+    if scaling:
+        plot(results, path[:-5] + ".png")
     print(f"results: {path}")
 
 
