@@ -44,8 +44,7 @@ def main(argv):
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--out", default="benchmarks/results")
     args, extra = parser.parse_known_args(argv)
-    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds,
-               "foster_compare_random": False}
+    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds}
     options.update(dict(a[2:].split("=", 1) for a in extra))
     work_dir = args.work_dir or os.path.join("outputs", "ablation", args.dataset)
     names = [n for n in args.rows.split(",") if n]

@@ -23,13 +23,15 @@ import numpy as np
 from recbole_foster.run import REPORTED_METRICS, run
 
 METHODS = ["random", "random_kd", "kcenter", "dealrec", "goracs", "td3", "foster", "foster_separate",
-           "separate_init"]
+           "foster_fixed", "separate_init"]
 LABELS = {"full": "Full", "random": "Random", "random_kd": "Random-KD", "kcenter": "K-Center",
           "dealrec": "DEALRec", "goracs": "GORACS", "td3": "TD3", "foster": "FOSTER",
           "foster_separate": "FOSTER (separate targets)",
+          "foster_fixed": "FOSTER (fixed teacher targets)",
           "separate_init": "Teacher-labelled Tucker warm start (0 steps)"}
 # table rows that are a method run with extra settings
 VARIANTS = {"foster_separate": ("foster", {"foster_targets": "separate"}),
+            "foster_fixed": ("foster", {"foster_targets": "fixed"}),
             "separate_init": ("foster", {"foster_targets": "separate", "foster_outer_steps": 0})}
 # methods whose result depends on which random users are drawn (``--selection_seeds``)
 RANDOM_DRAWS = ("random", "random_kd")

@@ -179,14 +179,14 @@ def run_td3(ctx):
     return distill_and_evaluate(ctx, TD3DistillTrainer)
 
 
-TARGET_MODES = ("coupled", "separate")
+TARGET_MODES = ("coupled", "separate", "fixed")
 
 
 def new_summary(ctx, n, teacher):
     """A Tucker summary of ``n`` sequences, warm-started from the Random-N users (``foster_init: real``).
 
     With ``foster_targets: separate`` the targets start as the teacher's next-item predictions
-    for those users (Random-KD's labels). Returns (summary, top-1 agreement of the warm start or None).
+    for those users (Random-KD's labels); ``fixed`` keeps them there and distils the inputs only. Returns (summary, top-1 agreement of the warm start or None).
     """
     config = ctx.config
     if config["foster_targets"] not in TARGET_MODES:
@@ -195,9 +195,12 @@ def new_summary(ctx, n, teacher):
         item_factor_from_text(ctx.dataset.item_text_embeddings).to(config["device"]), n,
         config["foster_seq_len"] or config["MAX_ITEM_LIST_LENGTH"],
         config["foster_user_rank"], config["foster_time_rank"], config["foster_temperature"],
-        separate_targets=config["foster_targets"] == "separate",
+        separate_targets=config["foster_targets"] in ("separate", "fixed"),
     ).to(config["device"])
     if config["foster_init"] == "random":
+        if config["foster_targets"] == "fixed":
+            raise ValueError("foster_targets: fixed keeps the teacher's labels of the warm start; "
+                             "it needs foster_init: real (got random).")
         return summary, None
     if config["foster_init"] != "real":
         raise ValueError(f"foster_init must be 'real' or 'random', got {config['foster_init']!r}.")
@@ -216,6 +219,8 @@ def new_summary(ctx, n, teacher):
         kl = summary.fit_targets(teacher_next_item_log_probs(teacher, init.to(config["device"])),
                                  labelled, steps=config["foster_target_fit_steps"], generator=generator)
         ctx.logger.info(f"Synthetic targets initialised from the teacher's predictions (KL {kl:.3f})")
+        if config["foster_targets"] == "fixed":
+            summary.freeze_targets()
     return summary, fit
 
 

@@ -278,6 +278,36 @@ def test_separate_targets_fit_labels_and_survive_save_load(ctx, tmp_path):
     assert torch.equal(loaded.full_target_log_probabilities(), summary.full_target_log_probabilities())
 
 
+def test_fixed_targets_stay_put_while_the_inputs_are_distilled(ctx, tmp_path):
+    """foster_targets=fixed: outer steps move U, T, G (the inputs) but never the labels."""
+    trainer = make_trainer(ctx, 300)
+    table = FakeCatalog(300).item_text_embeddings
+    summary = SyntheticSummary(item_factor_from_text(table), 4, ctx.config["foster_seq_len"], 4, 4,
+                               separate_targets=True)
+    with torch.no_grad():
+        summary.target_core.normal_()  # labels that differ from the inputs
+    summary.freeze_targets()
+    trainer.summary = summary
+    trainer.synthetic_optimizer = torch.optim.AdamW(summary.trainable_parameters(), lr=0.05)
+    assert all(p is not summary.target_core for p in summary.trainable_parameters())
+    labels_before = summary.full_target_log_probabilities().clone()
+    inputs_before = summary.full_log_probabilities().clone()
+    trainer.model.eval()
+    trainer.inner_model.eval()
+    trainer.current_anchor = None
+    for _ in range(3):
+        trainer.outer_step()
+    assert torch.equal(summary.full_target_log_probabilities(), labels_before)
+    assert not torch.allclose(summary.full_log_probabilities(), inputs_before)
+
+    path = save_synthetic(str(tmp_path / "fixed.pt"), summary, {"dataset": "toy", "item_tokens": None})
+    loaded, _ = load_synthetic(path)
+    assert loaded.targets_frozen
+    assert torch.equal(loaded.full_target_log_probabilities(), labels_before)
+    with pytest.raises(ValueError, match="separate_targets"):
+        SyntheticSummary(item_factor_from_text(table), 4, 5, 4, 4).freeze_targets()
+
+
 def test_a_second_run_waits_for_the_pool_being_trained_and_reuses_it(ctx, monkeypatch, tmp_path):
     """Two runs side by side: the one that finds the pool locked waits, then reuses it."""
     import fcntl

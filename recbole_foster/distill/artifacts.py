@@ -27,6 +27,8 @@ def save_synthetic(path, summary, header):
     }
     if summary.separate_targets:
         payload["target_core"] = summary.target_core.detach().cpu()
+    if summary.targets_frozen:
+        payload["target_codes"] = summary.target_codes.detach().cpu()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     torch.save(payload, path)
     return path
@@ -58,6 +60,8 @@ def load_synthetic(path, dataset=None):
         summary.core.copy_(payload["core"])
         if summary.separate_targets:
             summary.target_core.copy_(payload["target_core"])
+    if "target_codes" in payload:
+        summary.freeze_targets(payload["target_codes"])
     return summary, header
 
 

@@ -12,7 +12,8 @@ evaluation and export, where the whole catalog is wanted once.
 their own core G' on the same U and T: position t's input is X[u, t] and the label it is trained
 to predict is Y[u, t + 1]. In TD3/FOSTER one tensor is both (Y = X), so a position cannot carry
 a soft, teacher-like label and stay a realistic one-item input; docs/experiments.md measures why
-that matters.
+that matters. :meth:`freeze_targets` (``foster_targets: fixed``) keeps those labels as they were
+fitted and lets distillation move the inputs only.
 """
 
 import math
@@ -45,6 +46,7 @@ class SyntheticSummary(nn.Module):
         # The core starts larger than U/T so that the initial logits are not all zero.
         self.core = nn.Parameter(torch.randn(user_rank, time_rank, dim) / math.sqrt(user_rank * time_rank))
         self.target_core = nn.Parameter(self.core.detach().clone()) if separate_targets else None
+        self.register_buffer("target_codes", None)  # set by freeze_targets()
         self.temperature = temperature
 
     @property
@@ -59,8 +61,35 @@ class SyntheticSummary(nn.Module):
     def seq_len(self):
         return self.time_factor.size(0)
 
+    @property
+    def targets_frozen(self):
+        return self.target_codes is not None
+
+    def freeze_targets(self, codes=None):
+        """Fix the separate targets at their current values (or at ``codes``, (m, n, d)).
+
+        The target logits are U T G' V, and U, T are shared with the inputs, so freezing G'
+        alone would still let the labels move; the (m, n, d) codes U T G' are stored instead.
+        Why: BOME moves the synthetic factors along lambda * grad q, and the target entropy
+        cancels in q = L_in(theta) - L_in(theta_T), so that force is linear in the labels and
+        drives them to one-hot (docs/experiments.md).
+        """
+        if not self.separate_targets:
+            raise ValueError("freeze_targets needs a summary with separate_targets=True.")
+        if codes is None:
+            with torch.no_grad():
+                codes = self.sequence_codes(targets=True)
+        self.target_codes = codes.detach().clone().to(self.core.device)
+        self.target_core.requires_grad_(False)
+
+    def trainable_parameters(self):
+        """The factors distillation moves (a frozen target core excluded)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
     def sequence_codes(self, users=None, targets=False):
         """(m, n, d): the user x time part of the product, shared by every item subset."""
+        if targets and self.targets_frozen:
+            return self.target_codes if users is None else self.target_codes[users]
         user_factor = self.user_factor if users is None else self.user_factor[users]
         core = self.target_core if targets else self.core
         return torch.einsum("ua,tb,abc->utc", user_factor, self.time_factor, core)

@@ -107,7 +107,7 @@ class TD3DistillTrainer(FosterDistillTrainer):
             return total
 
         f, params = unrolled_outer_loss(self.model, params, window, self.inner_lr, outer_fn)
-        synthetic = list(self.summary.parameters())
+        synthetic = self.summary.trainable_parameters()
         grads = torch.autograd.grad(f, synthetic, allow_unused=True)
         for p, g in zip(synthetic, grads):
             p.grad = torch.zeros_like(p) if g is None else g

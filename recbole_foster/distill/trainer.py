@@ -78,7 +78,7 @@ class FosterDistillTrainer(Trainer):
             params=self.model.parameters(), learning_rate=config["foster_model_lr"], weight_decay=0.0
         )
         self.synthetic_optimizer = torch.optim.AdamW(
-            summary.parameters(), lr=config["foster_synthetic_lr"],
+            summary.trainable_parameters(), lr=config["foster_synthetic_lr"],
             weight_decay=config["foster_synthetic_weight_decay"],
         )
         self.generator = torch.Generator().manual_seed(config["seed"])
@@ -165,7 +165,7 @@ class FosterDistillTrainer(Trainer):
         self.inner_solve()
 
         theta = [p for p in self.model.parameters() if p.requires_grad]
-        phi = list(self.summary.parameters())
+        phi = self.summary.trainable_parameters()
         items = self.sample_subset()
         log_probs, targets = self.summary.soft_batch(items)
         inner_at_theta = soft_sequence_loss(self.model, log_probs, items, targets)
