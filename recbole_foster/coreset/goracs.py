@@ -12,6 +12,7 @@ import math
 import numpy as np
 import ot
 import torch
+from tqdm import tqdm
 
 from recbole_foster.coreset.dealrec import minmax
 
@@ -102,6 +103,7 @@ def swap_refine(cost, selected, max_swaps=100, n_candidates=10):
     reach = math.ceil(n_valid / k)
     value, u, v = _solve(cost, members)
     history = [value]
+    progress = tqdm(total=max_swaps, desc="GORACS swaps", mininterval=5, leave=False)
     while len(history) <= max_swaps:
         outside = np.setdiff1d(np.arange(cost.shape[0]), members)
         if outside.size == 0:
@@ -118,9 +120,12 @@ def swap_refine(cost, selected, max_swaps=100, n_candidates=10):
             if trial_value < value - 1e-12:
                 members, value, u, v = trial, trial_value, trial_u, trial_v
                 history.append(value)
+                progress.update(1)
+                progress.set_postfix(ot=f"{value:.4f}")
                 break
         else:
             break
+    progress.close()
     return torch.from_numpy(np.sort(members)), history
 
 

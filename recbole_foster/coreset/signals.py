@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
+from tqdm import tqdm
 
 
 @contextlib.contextmanager
@@ -65,8 +66,12 @@ def _param_names(model, params):
     return names
 
 
-def _batches(item_seqs, batch_size, device):
-    for start in range(0, item_seqs.size(0), batch_size):
+def _batches(item_seqs, batch_size, device, desc=None):
+    """Batches of ``item_seqs`` on ``device``; with ``desc``, a progress bar over them."""
+    starts = range(0, item_seqs.size(0), batch_size)
+    if desc is not None:
+        starts = tqdm(starts, desc=desc, unit="batch", mininterval=5, leave=False)
+    for start in starts:
         yield item_seqs[start:start + batch_size].to(device)
 
 
@@ -116,7 +121,7 @@ def per_sample_grad_norms(model, item_seqs, params=None, batch_size=64):
     with _eval_mode(model):
         return torch.cat([
             _flat(_per_sample_grads(model, seqs, names), names).norm(dim=1).cpu()
-            for seqs in _batches(item_seqs, batch_size, _device(model))
+            for seqs in _batches(item_seqs, batch_size, _device(model), desc="per-sample gradient norms")
         ])
 
 
@@ -131,7 +136,7 @@ def lissa_inverse_hvp(loss_fn, params, v, damping=0.01, scale=25.0, depth=1000, 
     """
     v = [t.detach() for t in v]
     h = list(v)
-    for _ in range(depth):
+    for _ in tqdm(range(depth), desc="LiSSA inverse-HVP", mininterval=5, leave=False):
         loss = loss_fn(batch_sampler() if batch_sampler is not None else None)
         first = torch.autograd.grad(loss, params, create_graph=True)
         hvp = torch.autograd.grad(first, params, grad_outputs=h)
@@ -155,7 +160,7 @@ def influence_scores(model, item_seqs, params, depth=1000, damping=0.01, scale=2
     generator = torch.Generator().manual_seed(seed)
     with _eval_mode(model):
         total = sum(_flat(_per_sample_grads(model, seqs, names), names).sum(0)
-                    for seqs in _batches(item_seqs, batch_size, device))
+                    for seqs in _batches(item_seqs, batch_size, device, desc="influence: mean gradient"))
         v_bar = torch.split(total / item_seqs.size(0), [t.numel() for t in tensors])
         v_bar = [g.view_as(t) for g, t in zip(v_bar, tensors)]
 
@@ -168,4 +173,4 @@ def influence_scores(model, item_seqs, params, depth=1000, damping=0.01, scale=2
         h = lissa_inverse_hvp(batch_loss, tensors, v_bar, damping, scale, depth, sample)
         h = torch.cat([t.flatten() for t in h])
         return torch.cat([(_flat(_per_sample_grads(model, seqs, names), names) @ h).cpu()
-                          for seqs in _batches(item_seqs, batch_size, device)])
+                          for seqs in _batches(item_seqs, batch_size, device, desc="influence: scores")])
