@@ -90,7 +90,7 @@ def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")):
         cells = []
         for m in metrics:
             value, std = row.get(m), row.get(f"{m}_std")
-            cells.append("-" if value is None else f"{value:.4f}" + (f" ± {std:.4f}" if std else ""))
+            cells.append("-" if value is None else f"{value:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
