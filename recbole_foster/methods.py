@@ -186,7 +186,8 @@ def new_summary(ctx, n, teacher):
     """A Tucker summary of ``n`` sequences, warm-started from the Random-N users (``foster_init: real``).
 
     With ``foster_targets: separate`` the targets start as the teacher's next-item predictions
-    for those users (Random-KD's labels); ``fixed`` keeps them there and distils the inputs only. Returns (summary, top-1 agreement of the warm start or None).
+    for those users (Random-KD's labels); ``fixed`` keeps them there and distils the inputs only.
+    Returns (summary, top-1 agreement of the warm start or None).
     """
     config = ctx.config
     if config["foster_targets"] not in TARGET_MODES:
