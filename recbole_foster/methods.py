@@ -10,13 +10,14 @@ import time
 
 import torch
 
-from recbole_foster.distill.anchors import ensure_anchor_pool, load_state
+from recbole_foster.distill.anchors import ensure_anchor_pool, load_state, pool_dir
 from recbole_foster.distill.artifacts import export_atomic, load_synthetic, save_synthetic, write_atomic_sequences
 from recbole_foster.distill.evaluate import (
     HardSequences,
     SoftSequences,
     TeacherLabelledSequences,
     evaluate_training_set,
+    teacher_soft_labels,
 )
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, mean_entropy
 from recbole_foster.distill.trainer import FosterDistillTrainer
@@ -133,7 +134,7 @@ def run_coreset(ctx):
             "table": {"Full": full_row(manifest), label: result["test"]}}
 
 
-def _header(ctx, n):
+def _header(ctx, n, teacher_folder):
     keys = [k for k in ctx.config.final_config_dict if k.startswith(("foster_", "td3_"))] + ["n_sampled_items"]
     return {
         "dataset": ctx.config["dataset"],
@@ -143,7 +144,23 @@ def _header(ctx, n):
         "n_sequences": n,
         "hyper_parameters": {k: ctx.config[k] for k in keys},
         "seed": ctx.config["seed"],
+        "teacher_run": os.path.basename(teacher_folder),  # whose predictions label a teacher-target set
     }
+
+
+def full_targets(summary, log_probs, teacher, target_mode):
+    """Target log-probs over the whole catalog for evaluation, or None (coupled: the inputs).
+
+    ``teacher`` mode labels the final inputs with the teacher, which is why such a set is
+    evaluated together with the real-data run it was distilled from.
+    """
+    if target_mode == "teacher":
+        with torch.no_grad():
+            items = torch.arange(1, log_probs.size(-1), device=log_probs.device)
+            labels = teacher_soft_labels(teacher.eval(), log_probs[..., 1:], items)
+            return torch.cat([torch.full_like(labels[..., :1], float("-inf")), labels], dim=-1).cpu()
+    targets = summary.full_target_log_probabilities()
+    return None if targets is None else targets.cpu()
 
 
 def _export(ctx, probs, n):
@@ -179,14 +196,15 @@ def run_td3(ctx):
     return distill_and_evaluate(ctx, TD3DistillTrainer)
 
 
-TARGET_MODES = ("coupled", "separate", "fixed")
+TARGET_MODES = ("coupled", "separate", "fixed", "teacher")
 
 
 def new_summary(ctx, n, teacher):
     """A Tucker summary of ``n`` sequences, warm-started from the Random-N users (``foster_init: real``).
 
     With ``foster_targets: separate`` the targets start as the teacher's next-item predictions
-    for those users (Random-KD's labels); ``fixed`` keeps them there and distils the inputs only.
+    for those users (Random-KD's labels); ``fixed`` keeps them there and distils the inputs only;
+    ``teacher`` has no label parameters: the trainer labels the current inputs with the teacher.
     Returns (summary, top-1 agreement of the warm start or None).
     """
     config = ctx.config
@@ -265,11 +283,12 @@ def distill_and_evaluate(ctx, trainer_class):
         trainer.fit(show_progress=True, checkpoint_path=checkpoint)
     distill_peak = (torch.cuda.max_memory_allocated() / 2**20) if config["device"].type == "cuda" else None
 
-    path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, _header(ctx, n))
-    log_probs = summary.full_log_probabilities().cpu()
-    target_log_probs = summary.full_target_log_probabilities()
+    path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, _header(ctx, n, folder))
+    log_probs = summary.full_log_probabilities()
+    target_log_probs = full_targets(summary, log_probs, teacher, config["foster_targets"])
+    log_probs = log_probs.cpu()
     probs = log_probs.exp()
-    soft = SoftSequences(log_probs, None if target_log_probs is None else target_log_probs.cpu())
+    soft = SoftSequences(log_probs, target_log_probs)
     result = evaluate_training_set(ctx, soft, desc=label)
     table = {"Full": full_row(manifest), label: result["test"]}
     random_result = None
@@ -299,13 +318,23 @@ def run_eval(ctx):
     if not path:
         raise ValueError("--method=eval needs --synthetic=PATH (a synthetic.pt written by --method=foster).")
     summary, header = load_synthetic(path, ctx.dataset)
-    log_probs = summary.full_log_probabilities()
+    target_mode = header.get("hyper_parameters", {}).get("foster_targets", "coupled")
+    expected_run = os.path.basename(pool_dir(ctx.config, ctx.text_encoder))
+    if target_mode == "teacher" and header.get("teacher_run") != expected_run:
+        raise ValueError(  # checked before any real-data training this config might start
+            f"{path} is labelled by the teacher of real-data run {header.get('teacher_run')!r}, but this "
+            f"config's real-data run is {expected_run!r}; evaluate it with the seed and config it was "
+            "distilled with, so that the same teacher labels it.")
+    folder, manifest = ensure_anchor_pool(ctx)
+    teacher = load_teacher(ctx, folder, manifest) if target_mode == "teacher" else None
+    log_probs = summary.full_log_probabilities().to(ctx.config["device"])
+    target_log_probs = full_targets(summary, log_probs, teacher, target_mode)
+    log_probs = log_probs.cpu()
     probs = log_probs.exp()
     n = header["n_sequences"]
     ctx.config["n_sequences"] = n
-    soft = SoftSequences(log_probs, summary.full_target_log_probabilities())
+    soft = SoftSequences(log_probs, target_log_probs)
     result = evaluate_training_set(ctx, soft, desc=f"eval {os.path.basename(path)}")
-    _, manifest = ensure_anchor_pool(ctx)
     return {**result, "synthetic": path, "synthetic_header": {k: v for k, v in header.items() if k != "item_tokens"},
             "exported_atomic": _export(ctx, probs, n),
             "table": {"Full": full_row(manifest), f"synthetic-{n}": result["test"]}}

@@ -308,6 +308,41 @@ def test_fixed_targets_stay_put_while_the_inputs_are_distilled(ctx, tmp_path):
         SyntheticSummary(item_factor_from_text(table), 4, 5, 4, 4).freeze_targets()
 
 
+def test_teacher_targets_follow_the_inputs_and_carry_their_gradient(ctx):
+    """foster_targets=teacher: each label is the teacher's prediction from the current prefix."""
+    from recbole_foster.distill.evaluate import teacher_soft_labels
+
+    trainer = make_trainer(ctx, 300)
+    trainer.teacher_targets = True
+    items = torch.arange(1, 300, 7)
+    log_probs, targets = trainer.soft_batch(items)
+    # label of position 2 = teacher's prediction after reading positions 0 and 1 only
+    hidden = trainer.teacher.encode_soft(log_probs[:, :2].exp(), items)[:, -1]
+    assert torch.allclose(targets[:, 2], torch.log_softmax(trainer.teacher.scores(hidden, items), -1), atol=1e-5)
+    # a label moves when an earlier input moves, and its gradient reaches the synthetic factors
+    grads = torch.autograd.grad(targets[:, 1:].exp().pow(2).sum(), trainer.summary.trainable_parameters(),
+                                allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in trainer.teacher.parameters())
+    with torch.no_grad():
+        trainer.summary.core.mul_(3.0)
+    assert not torch.allclose(trainer.soft_batch(items)[1][:, 1:], targets[:, 1:].detach())
+    assert torch.equal(teacher_soft_labels(trainer.teacher, log_probs, items)[:, 0], log_probs[:, 0])
+
+
+def test_teacher_target_set_is_relabelled_by_the_same_teacher_on_eval(toy_data_root, tiny_bert_dir, tmp_path):
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="foster", foster_targets="teacher",
+                          foster_compare_random="False")
+    first = run(as_argv(options))
+    again = run(as_argv({**options, "method": "eval", "synthetic": first["synthetic"],
+                         "output_dir": str(tmp_path / "eval")}))
+    assert again["test"] == first["test"]  # same inputs, same teacher labels, same evaluation seeds
+    other_seed = {**options, "method": "eval", "synthetic": first["synthetic"], "seed": "7",
+                  "output_dir": str(tmp_path / "eval7")}
+    with pytest.raises(ValueError, match="same teacher"):
+        run(as_argv(other_seed))
+
+
 def test_a_second_run_waits_for_the_pool_being_trained_and_reuses_it(ctx, monkeypatch, tmp_path):
     """Two runs side by side: the one that finds the pool locked waits, then reuses it."""
     import fcntl

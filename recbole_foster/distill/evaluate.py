@@ -30,6 +30,19 @@ def soft_sequence_loss(model, log_probs, item_ids, target_log_probs=None):
     return F.kl_div(log_pred, targets[:, 1:], reduction="none", log_target=True).sum(-1).mean()
 
 
+def teacher_soft_labels(teacher, log_probs, item_ids):
+    """(m, n, K) targets for soft sequences: the teacher's next-item prediction from each prefix.
+
+    Position t + 1's label is the teacher's distribution over ``item_ids`` after reading the soft
+    inputs 0..t (``foster_targets: teacher``), so labels always agree with the current inputs.
+    Position 0 has no prefix and is never a target; it holds the inputs' own row. Gradients flow
+    to ``log_probs`` (a label is a function of the inputs), never into the frozen teacher.
+    """
+    hidden = teacher.encode_soft(log_probs[:, :-1].exp(), item_ids)
+    labels = torch.log_softmax(teacher.scores(hidden, item_ids), dim=-1)
+    return torch.cat([log_probs[:, :1], labels], dim=1)
+
+
 class SoftSequences:
     """Synthetic soft sequences, given as log-distributions (m, n, n_items) over the catalog.
 

@@ -92,13 +92,13 @@ class TD3DistillTrainer(FosterDistillTrainer):
         for _ in range(int(torch.randint(self.max_skip + 1, (1,), generator=self.generator))):
             items = self.sample_subset()
             with torch.no_grad():
-                batch = self.summary.soft_batch(items)
+                batch = self.soft_batch(items)
             params = sgd_step(wrapper, params, batch, items, self.inner_lr, create_graph=False)
 
         window = []
         for _ in range(self.window):
             items = self.sample_subset()
-            window.append((self.summary.soft_batch(items), items))
+            window.append((self.soft_batch(items), items))
         parts = {}
 
         def outer_fn(model):

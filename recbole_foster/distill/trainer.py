@@ -22,7 +22,7 @@ from tqdm import tqdm
 from recbole_foster.distill.anchors import load_state
 from recbole_foster.distill.bome import bome_direction, value_gap_gradients
 from recbole_foster.distill.dh import dh_loss
-from recbole_foster.distill.evaluate import soft_sequence_loss
+from recbole_foster.distill.evaluate import soft_sequence_loss, teacher_soft_labels
 from recbole_foster.distill.synthetic import mean_entropy, sample_items
 
 RESET_MODES = ("anchor", "random", "none")
@@ -69,6 +69,7 @@ class FosterDistillTrainer(Trainer):
         self.real_batch_size = config["foster_real_batch_size"]
         self.n_negatives = config["foster_negatives"]
         self.checkpoint_every = config["foster_checkpoint_every"]
+        self.teacher_targets = config["foster_targets"] == "teacher"
         if self.reset_mode not in RESET_MODES:
             raise ValueError(f"foster_reset must be one of {RESET_MODES}, got {self.reset_mode!r}.")
         if config["foster_item_sampling"] not in ITEM_SAMPLING_MODES:
@@ -100,6 +101,17 @@ class FosterDistillTrainer(Trainer):
             return self.fixed_items
         return sample_items(self.n_items, self.n_sampled, self.generator, self.device)
 
+    def soft_batch(self, items):
+        """(input log-probs, target log-probs or None) of the synthetic data over ``items``.
+
+        With ``foster_targets: teacher`` the targets are the teacher's predictions on the current
+        inputs, recomputed at every step (differentiable in the inputs).
+        """
+        log_probs, targets = self.summary.soft_batch(items)
+        if self.teacher_targets:
+            targets = teacher_soft_labels(self.teacher, log_probs, items)
+        return log_probs, targets
+
     def reset_model(self):
         """Trajectory-anchored reset (or the ablations: random init, none)."""
         if self.reset_mode == "anchor":
@@ -122,7 +134,7 @@ class FosterDistillTrainer(Trainer):
         for _ in range(self.inner_steps):
             items = self.sample_subset()
             with torch.no_grad():
-                log_probs, targets = self.summary.soft_batch(items)
+                log_probs, targets = self.soft_batch(items)
             loss = soft_sequence_loss(self.inner_model, log_probs, items, targets)
             optimizer.zero_grad()
             loss.backward()
@@ -167,7 +179,7 @@ class FosterDistillTrainer(Trainer):
         theta = [p for p in self.model.parameters() if p.requires_grad]
         phi = self.summary.trainable_parameters()
         items = self.sample_subset()
-        log_probs, targets = self.summary.soft_batch(items)
+        log_probs, targets = self.soft_batch(items)
         inner_at_theta = soft_sequence_loss(self.model, log_probs, items, targets)
         q, gq_theta, gq_phi = value_gap_gradients(
             inner_at_theta, theta, phi, lambda: soft_sequence_loss(self.inner_model, log_probs, items, targets)
