@@ -23,19 +23,21 @@ import numpy as np
 from recbole_foster.run import REPORTED_METRICS, run
 
 METHODS = ["random", "random_kd", "kcenter", "dealrec", "goracs", "td3", "foster", "foster_separate",
-           "foster_fixed", "foster_teacher", "separate_init", "td3_w40"]
+           "foster_fixed", "foster_teacher", "separate_init", "teacher_init", "td3_w40"]
 LABELS = {"full": "Full", "random": "Random", "random_kd": "Random-KD", "kcenter": "K-Center",
           "dealrec": "DEALRec", "goracs": "GORACS", "td3": "TD3", "foster": "FOSTER",
           "foster_separate": "FOSTER (separate targets)",
           "foster_fixed": "FOSTER (fixed teacher targets)",
           "foster_teacher": "FOSTER (teacher relabels inputs)",
           "separate_init": "Teacher-labelled Tucker warm start (0 steps)",
+          "teacher_init": "Teacher-relabelled Tucker warm start (0 steps)",
           "td3_w40": "TD3 (window 40)"}
 # table rows that are a method run with extra settings
 VARIANTS = {"foster_separate": ("foster", {"foster_targets": "separate"}),
             "foster_fixed": ("foster", {"foster_targets": "fixed"}),
             "foster_teacher": ("foster", {"foster_targets": "teacher"}),
             "separate_init": ("foster", {"foster_targets": "separate", "foster_outer_steps": 0}),
+            "teacher_init": ("foster", {"foster_targets": "teacher", "foster_outer_steps": 0}),
             "td3_w40": ("td3", {"td3_window": 40, "td3_max_skip": 40})}  # TD3's published window
 # methods whose result depends on which random users are drawn (``--selection_seeds``)
 RANDOM_DRAWS = ("random", "random_kd")
