@@ -12,6 +12,7 @@ import torch
 
 from recbole_foster.distill.anchors import ensure_anchor_pool, load_state, pool_dir
 from recbole_foster.distill.artifacts import export_atomic, load_synthetic, save_synthetic, write_atomic_sequences
+from recbole_foster.distill.bome import negative_gap_share
 from recbole_foster.distill.evaluate import (
     HardSequences,
     SoftSequences,
@@ -297,7 +298,13 @@ def distill_and_evaluate(ctx, trainer_class):
         random_result = evaluate_training_set(ctx, HardSequences(sequences), desc=f"Random-{n}")
         table[f"Random-{n}"] = random_result["test"]
     history = trainer.history
+    q_negative = negative_gap_share(history)
+    if q_negative is not None and q_negative > 0.5:
+        ctx.logger.warning(
+            f"BOME's value gap q was negative in {q_negative:.0%} of the outer steps: the inner steps raised "
+            "the synthetic loss instead of lowering it. Try a smaller --foster_inner_lr (docs/experiments.md).")
     return {
+        "q_negative_share": q_negative,
         **result,
         "synthetic": path,
         "exported_atomic": _export(ctx, probs, n),

@@ -55,3 +55,11 @@ def test_bome_solves_quadratic_bilevel_problem():
     assert torch.allclose(x.detach(), x_star, atol=5e-3), (x, x_star)
     assert torch.allclose(y_T, A @ x_star, atol=1e-2)  # the inner solution at x
     assert q < 5e-3  # the inner problem is (nearly) solved at the end
+
+
+def test_negative_gap_share_counts_steps_whose_inner_loop_raised_the_loss():
+    from recbole_foster.distill.bome import negative_gap_share
+
+    history = [{"q": 0.3}, {"q": -0.1}, {"q": 0.0}, {"q": -2.0}, {"f": 1.0}]
+    assert negative_gap_share(history) == 0.5  # 2 of the 4 steps that recorded q
+    assert negative_gap_share([{"f": 1.0}]) is None  # TD3 records no q

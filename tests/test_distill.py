@@ -144,6 +144,7 @@ def test_full_pipeline_on_a_tiny_dataset(toy_data_root, tiny_bert_dir, tmp_path,
     assert len(saved["per_seed"]) == 2 and saved["test"]["ndcg@10_std"] >= 0
     assert {"embed", "train", "distill", "eval", "total"} <= set(saved["timings"])
     assert len(saved["history"]) == 6 and all("lambda" in h for h in saved["history"])
+    assert saved["q_negative_share"] == sum(h["q"] < 0 for h in saved["history"]) / 6
     assert os.path.isfile(saved["synthetic"])
     # the real-data run was recorded as an anchor pool (weights-only checkpoints + manifest)
     pools = [os.path.join(r, f) for r, _, fs in os.walk(options["anchor_dir"]) for f in fs if f == "manifest.json"]

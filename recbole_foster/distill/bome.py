@@ -56,3 +56,15 @@ def value_gap_gradients(inner_loss, params_theta, params_phi, theta_T_loss_fn):
         for a, b, p in zip(grads_at_theta[n:], grads_phi_T, params_phi)
     ]
     return float(inner_loss.detach() - loss_T.detach()), grad_theta, grad_phi
+
+
+def negative_gap_share(history):
+    """Share of recorded outer steps whose value gap q was negative (None without q).
+
+    q >= 0 is BOME's premise: theta_T, T inner steps from theta, should fit the synthetic data
+    better than theta. A negative q means the inner steps *raised* the synthetic loss (e.g. an
+    inner lr too large near a converged anchor), and lambda * grad q then follows a failing
+    inner loop (docs/experiments.md).
+    """
+    gaps = [record["q"] for record in history if "q" in record]
+    return sum(q < 0 for q in gaps) / len(gaps) if gaps else None
