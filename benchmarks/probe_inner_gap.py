@@ -21,11 +21,9 @@ from recbole_foster.methods import anchor_rows, load_teacher, new_summary
 from recbole_foster.run import prepare
 
 
-def probe(ctx, inner_lr, steps):
+def probe(ctx, folder, manifest, teacher, inner_lr, steps):
     config = ctx.config
     config["foster_inner_lr"], config["foster_outer_steps"] = inner_lr, steps
-    folder, manifest = ensure_anchor_pool(ctx)
-    teacher = load_teacher(ctx, folder, manifest)
     summary, _ = new_summary(ctx, int(config["n_sequences"] or 20), teacher)
     trainer = FosterDistillTrainer(config, ctx.new_model(config["seed"]), teacher, summary,
                                    ctx.train_data.dataset, folder, anchor_rows(manifest, config["foster_anchor_start"]))
@@ -42,7 +40,9 @@ def main(argv):
     steps = int(options.pop("steps", 40))
     options.setdefault("method", "foster")
     ctx = prepare(options)
-    rows = [probe(ctx, lr, steps) for lr in inner_lrs]
+    folder, manifest = ensure_anchor_pool(ctx)
+    teacher = load_teacher(ctx, folder, manifest)
+    rows = [probe(ctx, folder, manifest, teacher, lr, steps) for lr in inner_lrs]
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows

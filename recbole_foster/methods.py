@@ -149,19 +149,23 @@ def _header(ctx, n, teacher_folder):
     }
 
 
-def full_targets(summary, log_probs, teacher, target_mode):
-    """Target log-probs over the whole catalog for evaluation, or None (coupled: the inputs).
+def soft_training_set(summary, teacher, target_mode, device):
+    """(SoftSequences over the whole catalog, input probabilities on CPU) for evaluation/export.
 
     ``teacher`` mode labels the final inputs with the teacher, which is why such a set is
-    evaluated together with the real-data run it was distilled from.
+    evaluated together with the real-data run it was distilled from; the other modes take the
+    summary's own targets (None for coupled: the inputs are the targets).
     """
+    log_probs = summary.full_log_probabilities().to(device)
     if target_mode == "teacher":
         with torch.no_grad():
-            items = torch.arange(1, log_probs.size(-1), device=log_probs.device)
+            items = torch.arange(1, log_probs.size(-1), device=device)
             labels = teacher_soft_labels(teacher.eval(), log_probs[..., 1:], items)
-            return torch.cat([torch.full_like(labels[..., :1], float("-inf")), labels], dim=-1).cpu()
-    targets = summary.full_target_log_probabilities()
-    return None if targets is None else targets.cpu()
+            targets = torch.cat([torch.full_like(labels[..., :1], float("-inf")), labels], dim=-1)
+    else:
+        targets = summary.full_target_log_probabilities()
+    log_probs = log_probs.cpu()
+    return SoftSequences(log_probs, None if targets is None else targets.cpu()), log_probs.exp()
 
 
 def _export(ctx, probs, n):
@@ -285,11 +289,7 @@ def distill_and_evaluate(ctx, trainer_class):
     distill_peak = (torch.cuda.max_memory_allocated() / 2**20) if config["device"].type == "cuda" else None
 
     path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, _header(ctx, n, folder))
-    log_probs = summary.full_log_probabilities()
-    target_log_probs = full_targets(summary, log_probs, teacher, config["foster_targets"])
-    log_probs = log_probs.cpu()
-    probs = log_probs.exp()
-    soft = SoftSequences(log_probs, target_log_probs)
+    soft, probs = soft_training_set(summary, teacher, config["foster_targets"], config["device"])
     result = evaluate_training_set(ctx, soft, desc=label)
     table = {"Full": full_row(manifest), label: result["test"]}
     random_result = None
@@ -334,13 +334,9 @@ def run_eval(ctx):
             "distilled with, so that the same teacher labels it.")
     folder, manifest = ensure_anchor_pool(ctx)
     teacher = load_teacher(ctx, folder, manifest) if target_mode == "teacher" else None
-    log_probs = summary.full_log_probabilities().to(ctx.config["device"])
-    target_log_probs = full_targets(summary, log_probs, teacher, target_mode)
-    log_probs = log_probs.cpu()
-    probs = log_probs.exp()
+    soft, probs = soft_training_set(summary, teacher, target_mode, ctx.config["device"])
     n = header["n_sequences"]
     ctx.config["n_sequences"] = n
-    soft = SoftSequences(log_probs, target_log_probs)
     result = evaluate_training_set(ctx, soft, desc=f"eval {os.path.basename(path)}")
     return {**result, "synthetic": path, "synthetic_header": {k: v for k, v in header.items() if k != "item_tokens"},
             "exported_atomic": _export(ctx, probs, n),
