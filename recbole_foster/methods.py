@@ -277,10 +277,12 @@ def distill_and_evaluate(ctx, trainer_class):
     trainer = trainer_class(config, model, teacher, summary, ctx.train_data.dataset, folder, rows)
 
     checkpoint = os.path.join(ctx.output_dir, "distill_checkpoint.pt")
+    resumed_at = None  # timings["distill"] then covers only the steps after this one
     if config["resume"]:
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f"--resume: no distillation checkpoint at {checkpoint}; run without --resume first.")
         trainer.load_checkpoint(checkpoint)
+        resumed_at = trainer.step
         ctx.logger.info(f"Resumed distillation at outer step {trainer.step} from {checkpoint}")
     if config["device"].type == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -305,6 +307,7 @@ def distill_and_evaluate(ctx, trainer_class):
             "the synthetic loss instead of lowering it. Try a smaller --foster_inner_lr (docs/experiments.md).")
     return {
         "q_negative_share": q_negative,
+        "resumed_at_step": resumed_at,
         **result,
         "synthetic": path,
         "exported_atomic": _export(ctx, probs, n),

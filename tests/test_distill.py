@@ -145,6 +145,7 @@ def test_full_pipeline_on_a_tiny_dataset(toy_data_root, tiny_bert_dir, tmp_path,
     assert {"embed", "train", "distill", "eval", "total"} <= set(saved["timings"])
     assert len(saved["history"]) == 6 and all("lambda" in h for h in saved["history"])
     assert saved["q_negative_share"] == sum(h["q"] < 0 for h in saved["history"]) / 6
+    assert saved["resumed_at_step"] is None
     assert os.path.isfile(saved["synthetic"])
     # the real-data run was recorded as an anchor pool (weights-only checkpoints + manifest)
     pools = [os.path.join(r, f) for r, _, fs in os.walk(options["anchor_dir"]) for f in fs if f == "manifest.json"]
@@ -164,6 +165,7 @@ def test_full_pipeline_on_a_tiny_dataset(toy_data_root, tiny_bert_dir, tmp_path,
 
     resumed = run(as_argv({**options, "resume": "True", "foster_compare_random": "False"}))
     assert resumed["history"][-1]["step"] == 5  # nothing left to do: the checkpoint was final
+    assert resumed["resumed_at_step"] == 6  # its distill time covers only the steps after this one
 
 
 def test_warm_start_reproduces_real_sequences():

@@ -10,6 +10,9 @@ batch, checked in the tests against a plain per-sequence backward loop.
 """
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -66,13 +69,41 @@ def _param_names(model, params):
     return names
 
 
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, Windows, musl)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+def release_freed_memory():
+    """Return heap memory freed by the last batch to the OS (glibc only; elsewhere a no-op).
+
+    Per-sample gradients allocate many mid-sized tensors per batch; glibc keeps the freed chunks
+    in its heap instead of returning them, and over the ~800 batches of DEALRec's effort pass on
+    amazon-games the process grew to 19.6 GB resident and was OOM-killed while its live tensors
+    stayed near 1 GB (``malloc_trim`` on the running process: 4.4 GB -> 1.0 GB). CUDA memory is
+    PyTorch's own caching allocator and is not affected.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def _batches(item_seqs, batch_size, device, desc=None):
-    """Batches of ``item_seqs`` on ``device``; with ``desc``, a progress bar over them."""
+    """Batches of ``item_seqs`` on ``device``; with ``desc``, a progress bar over them.
+
+    Freed memory is handed back after every batch (:func:`release_freed_memory`): the passes over
+    all training users are long, and without it their resident size only grows.
+    """
     starts = range(0, item_seqs.size(0), batch_size)
     if desc is not None:
         starts = tqdm(starts, desc=desc, unit="batch", mininterval=5, leave=False)
     for start in starts:
         yield item_seqs[start:start + batch_size].to(device)
+        release_freed_memory()
 
 
 def _per_sample_grads(model, seqs, names):
