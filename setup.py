@@ -5,6 +5,8 @@ setup(
     version="0.1.0",
     description="FOSTER: first-order dataset distillation for text-based sequential recommendation, as a RecBole plugin",
     packages=find_packages(include=["recbole_foster", "recbole_foster.*"]),
+    # the plugin's YAML defaults (recbole_foster/properties/, no __init__.py) ship in the wheel
+    package_data={"recbole_foster": ["properties/**/*.yaml"]},
     python_requires=">=3.9",
     install_requires=[
         # 2.13.0 is what this project is tested with; a range it satisfies keeps pip from

@@ -15,14 +15,16 @@ import os
 import re
 import sys
 
+from recbole_foster.cli import CLIError, parse_args
+
 from paper_table import markdown, row_of, run_or_reuse
 
 ABLATIONS = {
     "foster": ("foster", {}),
     "bptt (td3)": ("td3", {"td3_dh_weight": 0.1}),  # first-order off, the rest as FOSTER
     "kmeans items": ("foster", {"foster_item_sampling": "kmeans"}),
-    "reset random": ("foster", {"foster_reset": "random"}),
-    "reset none": ("foster", {"foster_reset": "none"}),
+    "reset random": ("foster", {"foster_reset": "random", "foster_start": "random"}),
+    "reset none": ("foster", {"foster_reset": "none", "foster_start": "random"}),  # random init once
     "beta 0 (no DH)": ("foster", {"foster_dh_weight": 0.0}),
     "beta 1": ("foster", {"foster_dh_weight": 1.0}),
     "R 10": ("foster", {"foster_reset_interval": 10}),
@@ -36,7 +38,7 @@ def slug(name):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--n_sequences", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=1, help="evaluation seeds per run")
@@ -45,7 +47,10 @@ def main(argv):
     parser.add_argument("--out", default="benchmarks/results")
     args, extra = parser.parse_known_args(argv)
     options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds}
-    options.update(dict(a[2:].split("=", 1) for a in extra))
+    try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
+        options.update(parse_args(extra))
+    except CLIError as error:
+        parser.error(str(error))
     work_dir = args.work_dir or os.path.join("outputs", "ablation", args.dataset)
     names = [n for n in args.rows.split(",") if n]
     unknown = sorted(set(names) - set(ABLATIONS))

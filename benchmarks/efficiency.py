@@ -29,9 +29,11 @@ from types import SimpleNamespace
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from recbole_foster.cli import CLIError, parse_args
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.distill.td3 import TD3DistillTrainer
 from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.label_modes import MODES
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.run import prepare
 
@@ -86,7 +88,7 @@ def fake_real_data(config, n_items, n_rows=4096, seed=0):
 def build(ctx, method, sampled, catalog, real_dataset):
     """A trainer for ``method`` with ``sampled`` items per step (None = all items)."""
     config = ctx.config
-    config["foster_reset"] = "random"
+    config["foster_reset"] = config["foster_start"] = "random"
     n_real = catalog.n_items - 1
     config["n_sampled_items"] = sampled or n_real
     config["td3_items"] = "all" if sampled is None else "sampled"
@@ -96,7 +98,7 @@ def build(ctx, method, sampled, catalog, real_dataset):
                                config["n_sequences"] or 20, config["foster_seq_len"],
                                config["foster_user_rank"], config["foster_time_rank"],
                                config["foster_temperature"]).to(config["device"])
-    trainer = TRAINERS[method](config, model, teacher, summary, real_dataset, None, [])
+    trainer = TRAINERS[method](config, model, teacher, summary, real_dataset, None, [], MODES["coupled"])
     trainer.model.eval()
     trainer.inner_model.eval()
     trainer.current_anchor = None
@@ -134,7 +136,7 @@ def plot(results, path):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--sampled", type=int, default=512)
@@ -146,7 +148,10 @@ def main(argv):
     options = {"dataset": args.dataset, "method": "foster", "output_dir": os.path.join("outputs", "efficiency")}
     if args.data_path:
         options["data_path"] = args.data_path
-    options.update(dict(a[2:].split("=", 1) for a in extra))
+    try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
+        options.update(parse_args(extra))
+    except CLIError as error:
+        parser.error(str(error))
     ctx = prepare(options)
     config, device = ctx.config, ctx.config["device"]
     steps_per_epoch = args.steps_per_epoch or config["foster_reset_interval"]

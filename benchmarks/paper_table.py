@@ -20,39 +20,38 @@ import time
 
 import numpy as np
 
-from recbole_foster.run import REPORTED_METRICS, run
+from recbole_foster.cli import CLIError, parse_args
+from recbole_foster.methods import METHODS as REGISTRY
+from recbole_foster.results import REPORTED_METRICS
+from recbole_foster.run import run
 
-METHODS = ["random", "random_kd", "kcenter", "dealrec", "goracs", "td3", "foster", "foster_separate",
-           "foster_fixed", "foster_teacher", "separate_init", "teacher_init"]
+# table rows that are a method run with extra settings: name -> (method, options, label)
+VARIANTS = {
+    "foster_separate": ("foster", {"foster_targets": "separate"}, "FOSTER (separate targets)"),
+    "foster_fixed": ("foster", {"foster_targets": "fixed"}, "FOSTER (fixed teacher targets)"),
+    "foster_teacher": ("foster", {"foster_targets": "teacher"}, "FOSTER (teacher relabels inputs)"),
+    "separate_init": ("foster", {"foster_targets": "separate", "foster_outer_steps": 0},
+                      "Teacher-labelled Tucker warm start (0 steps)"),
+    "teacher_init": ("foster", {"foster_targets": "teacher", "foster_outer_steps": 0},
+                     "Teacher-relabelled Tucker warm start (0 steps)"),
+    "td3_w40": ("td3", {"td3_window": 40, "td3_max_skip": 40}, "TD3 (window 40)"),  # TD3's published window
+}
 OPTIONAL = ["td3_w40"]  # run only when asked for (--methods=...): about an hour on ml-100k's CPU
-LABELS = {"full": "Full", "random": "Random", "random_kd": "Random-KD", "kcenter": "K-Center",
-          "dealrec": "DEALRec", "goracs": "GORACS", "td3": "TD3", "foster": "FOSTER",
-          "foster_separate": "FOSTER (separate targets)",
-          "foster_fixed": "FOSTER (fixed teacher targets)",
-          "foster_teacher": "FOSTER (teacher relabels inputs)",
-          "separate_init": "Teacher-labelled Tucker warm start (0 steps)",
-          "teacher_init": "Teacher-relabelled Tucker warm start (0 steps)",
-          "td3_w40": "TD3 (window 40)"}
-# table rows that are a method run with extra settings
-VARIANTS = {"foster_separate": ("foster", {"foster_targets": "separate"}),
-            "foster_fixed": ("foster", {"foster_targets": "fixed"}),
-            "foster_teacher": ("foster", {"foster_targets": "teacher"}),
-            "separate_init": ("foster", {"foster_targets": "separate", "foster_outer_steps": 0}),
-            "teacher_init": ("foster", {"foster_targets": "teacher", "foster_outer_steps": 0}),
-            "td3_w40": ("td3", {"td3_window": 40, "td3_max_skip": 40})}  # TD3's published window
+METHODS = [name for name, m in REGISTRY.items() if m.small_set] + [v for v in VARIANTS if v not in OPTIONAL]
+LABELS = {**{name: m.label for name, m in REGISTRY.items()}, **{k: v[2] for k, v in VARIANTS.items()}}
 # methods whose result depends on which random users are drawn (``--selection_seeds``)
 RANDOM_DRAWS = ("random", "random_kd")
 
 
 def run_or_reuse(name, options, work_dir, variants=VARIANTS):
-    """Run ``name`` (a method or a variant: (method, extra options)) once; reuse its results.json."""
+    """Run ``name`` (a method or a variant: (method, extra options, ...)) once; reuse its results.json."""
     out = os.path.join(work_dir, name)
     path = os.path.join(out, "results.json")
     if os.path.isfile(path):
         print(f"[{name}] reusing {path}", flush=True)
         with open(path) as f:
             return json.load(f)
-    method, extra = variants.get(name.split("-sel")[0], (name.split("-sel")[0], {}))
+    method, extra = variants.get(name.split("-sel")[0], (name.split("-sel")[0], {}))[:2]
     argv = [f"--{k}={v}" for k, v in {**options, **extra, "method": method, "output_dir": out}.items()]
     if method in ("foster", "td3"):
         argv.append("--foster_compare_random=False")  # Random-N is its own row
@@ -103,7 +102,7 @@ def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--n_sequences", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per small set")
@@ -114,7 +113,10 @@ def main(argv):
     parser.add_argument("--out", default="benchmarks/results")
     args, extra = parser.parse_known_args(argv)
     options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds}
-    options.update(dict(a[2:].split("=", 1) for a in extra))
+    try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
+        options.update(parse_args(extra))
+    except CLIError as error:
+        parser.error(str(error))
     work_dir = args.work_dir or os.path.join("outputs", "paper_table", args.dataset)
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS + OPTIONAL))

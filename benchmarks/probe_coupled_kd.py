@@ -19,17 +19,14 @@ import sys
 import torch
 
 from recbole_foster.cli import parse_args
-from recbole_foster.distill.anchors import ensure_anchor_pool
-from recbole_foster.distill.evaluate import (
-    HardSequences, SoftSequences, TeacherLabelledSequences, evaluate_training_set,
-)
-from recbole_foster.methods import load_teacher, user_training_sequences
-from recbole_foster.run import prepare
+from recbole_foster.evaluation import evaluate_training_set
+from recbole_foster.run import prepare, prepare_method_inputs
+from recbole_foster.training_sets import HardSequences, SoftSequences, TeacherLabelledSequences
 
 
 def full_length_users(ctx, n, seed):
     """``n`` random training users whose window has no padding (so every position is real)."""
-    users, sequences = user_training_sequences(ctx.train_data.dataset, ctx.config["MAX_ITEM_LIST_LENGTH"])
+    users, sequences = ctx.candidates
     full = (sequences > 0).all(1)
     users, sequences = users[full], sequences[full]
     chosen = torch.randperm(len(users), generator=torch.Generator().manual_seed(seed))[:n]
@@ -55,12 +52,11 @@ def main(argv):
     alphas = [float(a) for a in str(options.pop("alphas", "1.0,0.7,0.5")).split(",")]
     options.setdefault("method", "random_kd")
     ctx = prepare(options)
-    n = int(ctx.config["n_sequences"] or 20)
-    folder, manifest = ensure_anchor_pool(ctx)
-    teacher = load_teacher(ctx, folder, manifest)
+    prepare_method_inputs(ctx)
+    n = ctx.n_sequences
     sequences = full_length_users(ctx, n, ctx.config["seed"])
-    labelled = TeacherLabelledSequences(sequences, teacher)
-    rows = {"Full": manifest["test"]}
+    labelled = TeacherLabelledSequences(sequences, ctx.teacher)
+    rows = {"Full": ctx.real_run.manifest["test"]}
     rows[f"hard-{n}"] = evaluate_training_set(ctx, HardSequences(sequences), desc="hard")["test"]
     rows[f"Random-KD-{n}"] = evaluate_training_set(ctx, labelled, desc="random-kd")["test"]
     for alpha in alphas:

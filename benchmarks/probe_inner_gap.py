@@ -15,18 +15,20 @@ import sys
 
 import numpy as np
 
-from recbole_foster.distill.anchors import ensure_anchor_pool
+from recbole_foster.cli import parse_args
 from recbole_foster.distill.trainer import FosterDistillTrainer
-from recbole_foster.methods import anchor_rows, load_teacher, new_summary
-from recbole_foster.run import prepare
+from recbole_foster.label_modes import label_mode_of
+from recbole_foster.methods.distillation import new_summary
+from recbole_foster.run import prepare, prepare_method_inputs
 
 
-def probe(ctx, folder, manifest, teacher, inner_lr, steps):
+def probe(ctx, inner_lr, steps):
     config = ctx.config
     config["foster_inner_lr"], config["foster_outer_steps"] = inner_lr, steps
-    summary, _ = new_summary(ctx, int(config["n_sequences"] or 20), teacher)
-    trainer = FosterDistillTrainer(config, ctx.new_model(config["seed"]), teacher, summary,
-                                   ctx.train_data.dataset, folder, anchor_rows(manifest, config["foster_anchor_start"]))
+    label_mode = label_mode_of(config)
+    summary, _ = new_summary(ctx, label_mode)
+    trainer = FosterDistillTrainer(config, ctx.new_model(config["seed"]), ctx.teacher, summary, ctx.train_data.dataset,
+                                   ctx.real_run, ctx.real_run.anchors(config["foster_anchor_start"]), label_mode)
     trainer.fit(show_progress=False)
     q = np.array([r["q"] for r in trainer.history])
     lam = np.array([r["lambda"] for r in trainer.history])
@@ -35,14 +37,13 @@ def probe(ctx, folder, manifest, teacher, inner_lr, steps):
 
 
 def main(argv):
-    options = dict(a[2:].split("=", 1) for a in argv if a.startswith("--"))
+    options = parse_args(argv)
     inner_lrs = [float(x) for x in options.pop("inner_lrs", "1e-3,1e-4").split(",")]
     steps = int(options.pop("steps", 40))
     options.setdefault("method", "foster")
     ctx = prepare(options)
-    folder, manifest = ensure_anchor_pool(ctx)
-    teacher = load_teacher(ctx, folder, manifest)
-    rows = [probe(ctx, folder, manifest, teacher, lr, steps) for lr in inner_lrs]
+    prepare_method_inputs(ctx)
+    rows = [probe(ctx, lr, steps) for lr in inner_lrs]
     for row in rows:
         print(json.dumps(row), flush=True)
     return rows

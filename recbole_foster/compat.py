@@ -113,6 +113,16 @@ def patch_pandas_3():
     dataset_module.Dataset._remap = _remap_with_elementwise_lengths
 
 
+def keep_anomaly_detection():
+    """Import RecBole models inside this: RecBole's ``sine.py`` calls
+    ``torch.autograd.set_detect_anomaly(True)`` at import, for the whole process, and any import
+    of ``recbole.model.sequential_recommender`` runs it. Every later autograd op then records a
+    stack trace (about 3x slower training, same numbers); this restores the mode on exit."""
+    import torch
+
+    return torch.autograd.set_detect_anomaly(torch.is_anomaly_enabled())
+
+
 def apply():
     """Apply every shim; safe to call more than once."""
     import warnings

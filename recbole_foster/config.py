@@ -16,9 +16,9 @@ from recbole.utils import get_trainer as recbole_get_trainer
 
 from recbole_foster import compat
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
-if not os.path.isdir(PROPERTIES_DIR):  # installed non-editable: properties ship inside the package
-    PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")
+PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")  # package data
+# properties/overall/*.yaml, loaded in this order (no key is in two of them).
+OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation")
 
 PLUGIN_MODELS = {"TextSASRec": "recbole_foster.model.text_sasrec"}
 
@@ -28,7 +28,8 @@ def get_model(model_name):
     if model_name in PLUGIN_MODELS:
         return getattr(importlib.import_module(PLUGIN_MODELS[model_name]), model_name)
     try:
-        return recbole_get_model(model_name)
+        with compat.keep_anomaly_detection():
+            return recbole_get_model(model_name)
     except (ValueError, ImportError):  # ImportError: RecBole's search imports optional exlib packages
         known = ", ".join(sorted(PLUGIN_MODELS))
         raise ValueError(
@@ -69,9 +70,12 @@ class FosterConfig(Config):
         return super()._get_model_and_dataset(model, dataset)
 
     def _load_internal_config_dict(self, model, model_class, dataset):
+        """RecBole's defaults < plugin ``overall/`` (``OVERALL_FILES`` order) < plugin model yaml
+        < plugin dataset yaml; RecBole then puts the user's files and ``config_dict`` on top."""
         super()._load_internal_config_dict(model, model_class, dataset)
+        for name in OVERALL_FILES:  # always there: a missing one is a broken install, not a default
+            self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall", f"{name}.yaml"))
         for path in (
-            os.path.join(PROPERTIES_DIR, "overall.yaml"),
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
             os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
         ):

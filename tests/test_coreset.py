@@ -23,7 +23,7 @@ from recbole_foster.coreset import (
 )
 from recbole_foster.coreset import signals
 from recbole_foster.coreset.goracs import greedy_init, swap_refine
-from recbole_foster.distill.evaluate import HardSequences
+from recbole_foster.training_sets import HardSequences
 from recbole_foster.model.text_sasrec import TextSASRec
 
 # ----------------------------------------------------------------------------- tiny TextSASRec
@@ -47,6 +47,7 @@ CONFIG = {
     "device": "cpu", "hidden_size": 4, "inner_size": 8, "n_layers": 1, "n_heads": 1,
     "hidden_dropout_prob": 0.5, "attn_dropout_prob": 0.5,  # large: eval mode must really matter
     "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.5, "loss_type": "CE",
+    "loss_all_positions": True,
 }
 ATTENTION_OUT = "trm_encoder.layer.0.multi_head_attention.dense.weight"  # DEALRec's choice of matrix
 

@@ -4,7 +4,10 @@ import os
 
 import pytest
 
-from recbole_foster.run import run
+from recbole_foster import run as run_module
+from recbole_foster.methods import METHODS
+from recbole_foster.methods import selection
+from recbole_foster.run import prepare, prepare_method_inputs, run
 from tests.toy_data import as_argv, toy_options
 
 
@@ -14,6 +17,7 @@ def random_result(toy_data_root, tiny_bert_dir, tmp_path_factory):
     return run(as_argv(toy_options(toy_data_root, tiny_bert_dir, tmp, method="random")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,label", [("kcenter", "K-Center-4"), ("dealrec", "DEALRec-4"), ("goracs", "GORACS-4")])
 def test_coreset_method_selects_judges_and_exports(method, label, random_result, toy_data_root, tiny_bert_dir,
                                                    tmp_path):
@@ -36,7 +40,30 @@ def test_coreset_method_selects_judges_and_exports(method, label, random_result,
         assert len(items) >= 2 and all(b == a % 30 + 1 for a, b in zip(items, items[1:]))
 
 
+@pytest.mark.slow
 def test_asking_for_more_sequences_than_users_is_a_clear_error(toy_data_root, tiny_bert_dir, tmp_path):
     options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="kcenter", n_sequences=500)
     with pytest.raises(ValueError, match="only 40 users"):
         run(as_argv(options))
+
+
+class UntrainedRealRun:
+    """Stands in for the real-data run: its teacher is an untrained model, nothing is trained."""
+
+    manifest = {"test": {"ndcg@10": 0.0}}
+
+    def load_teacher(self, new_model):
+        return new_model().eval()
+
+
+@pytest.mark.parametrize("method", ["dealrec", "goracs"])
+def test_gradient_based_coresets_run_on_the_pipelines_teacher(method, toy_data_root, tiny_bert_dir, tmp_path,
+                                                              monkeypatch):
+    """DEALRec's influence and GORACS's gradient norms differentiate the real-data model: the
+    teacher the pipeline hands to the method must allow that (no training, no evaluation here)."""
+    ctx = prepare(toy_options(toy_data_root, tiny_bert_dir, tmp_path, method=method, coreset_lissa_depth=5))
+    monkeypatch.setattr(run_module, "ensure_real_run", lambda ctx: UntrainedRealRun())
+    monkeypatch.setattr(selection, "evaluate_training_set", lambda ctx, sequences, desc: {"test": {}})
+    prepare_method_inputs(ctx)
+    result = METHODS[method].run(ctx)
+    assert len(result["selected_users"]) == len(set(result["selected_users"])) == 4

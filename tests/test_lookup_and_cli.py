@@ -3,12 +3,15 @@
 import sys
 
 import pytest
-from recbole.model.sequential_recommender import SASRec
 
 from recbole_foster import FosterConfig, get_model, get_trainer
+from recbole_foster.compat import keep_anomaly_detection
 from recbole_foster.cli import CLIError, parse_args
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.trainer import CheckpointSafeTrainer
+
+with keep_anomaly_detection():  # RecBole's SINE would turn it on for the whole test session
+    from recbole.model.sequential_recommender import SASRec
 
 
 def test_get_model_finds_plugin_and_recbole_models():
@@ -59,3 +62,29 @@ def test_plugin_never_imports_quick_start():
     import recbole_foster.run  # noqa: F401
 
     assert "recbole.quick_start" not in sys.modules
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_method_and_exits_0(flag, capsys):
+    from recbole_foster.methods import METHODS
+    from recbole_foster.run import main
+
+    assert main([flag]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python run_foster.py")
+    for name, method in METHODS.items():
+        assert f"  {name} " in out and method.summary in out, name
+    assert main(["--method=foster", "--epochs=oops", flag]) == 0  # help wins over everything else
+
+
+def test_run_foster_script_exits_with_mains_code(monkeypatch, capsys):
+    import os
+    import runpy
+
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_foster.py")
+    for argv, code in ((["-h"], 0), (["epochs=3"], 2)):
+        monkeypatch.setattr(sys, "argv", [script, *argv])
+        with pytest.raises(SystemExit) as stopped:
+            runpy.run_path(script, run_name="__main__")
+        assert stopped.value.code == code
+    assert "--method=NAME" in capsys.readouterr().out

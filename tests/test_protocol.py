@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from recbole_foster import FosterConfig
-from recbole_foster.data import DatasetError, WindowedSequentialDataset, create_dataset
-from recbole_foster.protocol import (
+from recbole_foster.dataset import DatasetError, WindowedSequentialDataset, create_dataset
+from recbole_foster.dataset.protocol import (
     GlobalTemporalSequentialDataset,
     WindowedGlobalTemporalSequentialDataset,
     global_cut_points,
@@ -223,6 +223,7 @@ def test_bad_protocol_and_missing_timestamp(temporal):
                                   load_col={"inter": ["user_id", "item_id"], "item": ["item_id", "title"]}))
 
 
+@pytest.mark.slow
 def test_run_full_end_to_end_under_global_temporal(temporal, tiny_bert_dir, tmp_path):
     root, _ = temporal
     options = toy_options(root, tiny_bert_dir, tmp_path, dataset="gt", method="full",

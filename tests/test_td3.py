@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from recbole_foster.distill.evaluate import HardSequences
+from recbole_foster.training_sets import HardSequences
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
+from recbole_foster.label_modes import MODES
 from recbole_foster.distill.td3 import TD3DistillTrainer, unrolled_outer_loss
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.run import prepare, run
@@ -55,14 +56,14 @@ def test_unrolled_gradient_matches_finite_differences(ctx):
 
 def make_td3(ctx, n_items, items_mode):
     config = ctx.config
-    config["foster_reset"] = "random"
+    config["foster_reset"] = config["foster_start"] = "random"
     config["td3_items"] = items_mode
     config["td3_window"], config["td3_max_skip"] = 2, 1
     catalog = FakeCatalog(n_items)
     torch.manual_seed(0)
     model, teacher = TextSASRec(config, catalog), TextSASRec(config, catalog)
     summary = SyntheticSummary(item_factor_from_text(catalog.item_text_embeddings), 4, config["foster_seq_len"], 4, 4)
-    return TD3DistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, None, [])
+    return TD3DistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, None, [], MODES["coupled"])
 
 
 def largest_tensor_of_a_step(trainer):
@@ -96,10 +97,11 @@ def test_td3_step_moves_the_synthetic_data_and_carries_the_learner(ctx):
     ctx.config["td3_items"] = "bogus"
     with pytest.raises(ValueError, match="td3_items"):
         TD3DistillTrainer(ctx.config, trainer.model, trainer.teacher, trainer.summary,
-                          ctx.train_data.dataset, None, [])
+                          ctx.train_data.dataset, None, [], MODES["coupled"])
     ctx.config["td3_items"] = "sampled"
 
 
+@pytest.mark.slow
 def test_td3_method_end_to_end(toy_data_root, tiny_bert_dir, tmp_path):
     options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="td3", td3_window=2,
                           td3_max_skip=2, foster_compare_random="False")

@@ -1,7 +1,7 @@
 """Model-dependent signals the coreset methods rank training sequences by.
 
 A "sample" is one real item-id sequence (right-padded with 0) and its loss is the one
-:class:`~recbole_foster.distill.evaluate.HardSequences` trains on, restricted to that sequence:
+:class:`~recbole_foster.training_sets.HardSequences` trains on, restricted to that sequence:
 the mean next-item cross-entropy over its positions. Signals are computed with the model in eval
 mode (no dropout), so they are deterministic; the model's mode is restored afterwards.
 

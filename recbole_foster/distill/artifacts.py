@@ -1,7 +1,8 @@
 """Saving, loading and exporting a distilled set.
 
 A distilled set is a file of plain tensors (the Tucker factors, the item factor, the temperature)
-plus a JSON header string (dataset, item id tokens in row order, encoder, hyper-parameters), so
+plus a JSON header string (dataset, item id tokens in row order, encoder, label mode,
+hyper-parameters), so
 ``torch.load(path, weights_only=True)`` reads it and nothing in it executes code. ``export_atomic``
 writes hard sequences as RecBole atomic files so any RecBole model can train on them.
 """
@@ -12,6 +13,7 @@ import os
 import torch
 
 from recbole_foster.distill.synthetic import SyntheticSummary
+from recbole_foster.label_modes import label_mode_from_header
 
 FORMAT = "recbole_foster.synthetic/1"
 
@@ -35,7 +37,10 @@ def save_synthetic(path, summary, header):
 
 
 def load_synthetic(path, dataset=None):
-    """``(summary, header)`` from a saved set; checks it matches ``dataset``'s items if given."""
+    """``(summary, label mode, header)`` from a saved set; checks it matches ``dataset``'s items if given.
+
+    The label mode is read from the header (``label_mode``), never inferred from the tensors.
+    """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--synthetic: no distilled set at {path}.")
     payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -50,10 +55,14 @@ def load_synthetic(path, dataset=None):
                 f"than the loaded '{dataset.dataset_name}' ({len(header['item_tokens'])} vs {len(tokens)} "
                 "item ids); evaluate it with the same --dataset and filtering config."
             )
+    mode = label_mode_from_header(header)
+    if mode.separate_targets != ("target_core" in payload):
+        raise ValueError(f"{path} is damaged: its header names label mode {mode.name!r}, but the file "
+                         f"{'lacks' if mode.separate_targets else 'has'} a target core.")
     user_rank, time_rank = payload["user_factor"].size(1), payload["time_factor"].size(1)
     summary = SyntheticSummary(payload["item_factor"], payload["user_factor"].size(0),
                                payload["time_factor"].size(0), user_rank, time_rank, header["temperature"],
-                               separate_targets="target_core" in payload)
+                               separate_targets=mode.separate_targets)
     with torch.no_grad():
         summary.user_factor.copy_(payload["user_factor"])
         summary.time_factor.copy_(payload["time_factor"])
@@ -62,7 +71,7 @@ def load_synthetic(path, dataset=None):
             summary.target_core.copy_(payload["target_core"])
     if "target_codes" in payload:
         summary.freeze_targets(payload["target_codes"])
-    return summary, header
+    return summary, mode, header
 
 
 def export_atomic(folder, name, probs, item_tokens, item_texts=None, mode="top1", seed=0):

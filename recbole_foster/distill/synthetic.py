@@ -8,11 +8,11 @@ on the catalog. Probabilities are only ever formed over a *subset* of items (FOS
 sampling), so no step builds an (m, n, |catalog|) tensor; :meth:`full_probabilities` exists for
 evaluation and export, where the whole catalog is wanted once.
 
-``separate_targets`` (``foster_targets: separate``; not in the paper) gives the soft *targets*
+``separate_targets`` (label modes ``separate``/``fixed``, :mod:`recbole_foster.label_modes`; not in the paper) gives the soft *targets*
 their own core G' on the same U and T: position t's input is X[u, t] and the label it is trained
 to predict is Y[u, t + 1]. In TD3/FOSTER one tensor is both (Y = X), so a position cannot carry
 a soft, teacher-like label and stay a realistic one-item input; docs/experiments.md measures why
-that matters. :meth:`freeze_targets` (``foster_targets: fixed``) keeps those labels as they were
+that matters. :meth:`freeze_targets` (label mode ``fixed``) keeps those labels as they were
 fitted and lets distillation move the inputs only.
 """
 

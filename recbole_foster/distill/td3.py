@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from recbole_foster.distill.evaluate import soft_sequence_loss
 from recbole_foster.distill.synthetic import mean_entropy
 from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.training_sets import soft_sequence_loss
 
 TD3_ITEM_MODES = ("sampled", "all")
 
@@ -66,8 +66,8 @@ def unrolled_outer_loss(model, params, window, lr, outer_fn):
 class TD3DistillTrainer(FosterDistillTrainer):
     label = "TD3"
 
-    def __init__(self, config, model, teacher, summary, real_dataset, anchor_folder, anchor_rows):
-        super().__init__(config, model, teacher, summary, real_dataset, anchor_folder, anchor_rows)
+    def __init__(self, config, model, teacher, summary, real_dataset, real_run, anchor_rows, label_mode):
+        super().__init__(config, model, teacher, summary, real_dataset, real_run, anchor_rows, label_mode)
         if config["td3_items"] not in TD3_ITEM_MODES:
             raise ValueError(f"td3_items must be one of {TD3_ITEM_MODES}, got {config['td3_items']!r}.")
         self.all_items = config["td3_items"] == "all"
@@ -85,8 +85,7 @@ class TD3DistillTrainer(FosterDistillTrainer):
         return super().sample_subset()
 
     def outer_step(self):
-        if (self.reset_mode != "none" and self.step % self.reset_interval == 0) or self.step == 0:
-            self.reset_model()
+        self.maybe_reset()
         wrapper = _Apply(self.model)
         params = {f"model.{k}": p.detach() for k, p in self.model.named_parameters()}
         for _ in range(int(torch.randint(self.max_skip + 1, (1,), generator=self.generator))):

@@ -1,7 +1,8 @@
 """FosterDistillTrainer: FOSTER's outer loop (paper Alg. 2) as a RecBole Trainer.
 
 Each outer step
-1. resets the model to an anchor checkpoint every R steps (or to a random init, or never);
+1. resets the model every R steps to an anchor checkpoint (or to a random init, or never:
+   ``foster_reset``); step 0 always starts from ``foster_start`` (an anchor, or a random init);
 2. runs T inner steps on a copy of the model over the synthetic data (fresh item subset each
    step) to get theta_T;
 3. computes the value gap q = L_in(theta) - L_in(theta_T) and the real-data loss
@@ -19,13 +20,13 @@ import torch.nn.functional as F
 from recbole.trainer import Trainer
 from tqdm import tqdm
 
-from recbole_foster.distill.anchors import load_state
 from recbole_foster.distill.bome import bome_direction, value_gap_gradients
 from recbole_foster.distill.dh import dh_loss
-from recbole_foster.distill.evaluate import soft_sequence_loss, teacher_soft_labels
 from recbole_foster.distill.synthetic import mean_entropy, sample_items
+from recbole_foster.training_sets import soft_sequence_loss
 
 RESET_MODES = ("anchor", "random", "none")
+START_MODES = ("anchor", "random")
 # (history key, progress-bar name, format) of what the progress bar shows when a step reports it
 _PROGRESS_FIELDS = [("f", "f", ".3f"), ("q", "q", ".2e"), ("lambda", "lam", ".2f"),
                     ("entropy", "H", ".2f"), ("dh", "dh", ".3f")]
@@ -46,20 +47,22 @@ def kmeans_item_subset(item_factor, k, seed):
 class FosterDistillTrainer(Trainer):
     label = "FOSTER"
 
-    def __init__(self, config, model, teacher, summary, real_dataset, anchor_folder, anchor_rows):
+    def __init__(self, config, model, teacher, summary, real_dataset, real_run, anchor_rows, label_mode):
         super().__init__(config, model)
         self.teacher = teacher.eval()
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.summary = summary
         self.inner_model = copy.deepcopy(model)
-        self.anchor_folder, self.anchor_rows = anchor_folder, anchor_rows
+        self.real_run, self.anchor_rows = real_run, anchor_rows
+        self.label_mode = label_mode
         self.n_items = model.n_items
         self.device = config["device"]
 
         self.steps = config["foster_outer_steps"]
         self.inner_steps = config["foster_inner_steps"]
         self.reset_mode = config["foster_reset"]
+        self.start_mode = config["foster_start"]
         self.reset_interval = config["foster_reset_interval"]
         self.n_sampled = config["n_sampled_items"]
         self.eta = config["foster_eta"]
@@ -69,9 +72,10 @@ class FosterDistillTrainer(Trainer):
         self.real_batch_size = config["foster_real_batch_size"]
         self.n_negatives = config["foster_negatives"]
         self.checkpoint_every = config["foster_checkpoint_every"]
-        self.teacher_targets = config["foster_targets"] == "teacher"
         if self.reset_mode not in RESET_MODES:
             raise ValueError(f"foster_reset must be one of {RESET_MODES}, got {self.reset_mode!r}.")
+        if self.start_mode not in START_MODES:
+            raise ValueError(f"foster_start must be one of {START_MODES}, got {self.start_mode!r}.")
         if config["foster_item_sampling"] not in ITEM_SAMPLING_MODES:
             raise ValueError(f"foster_item_sampling must be one of {ITEM_SAMPLING_MODES}.")
 
@@ -102,27 +106,28 @@ class FosterDistillTrainer(Trainer):
         return sample_items(self.n_items, self.n_sampled, self.generator, self.device)
 
     def soft_batch(self, items):
-        """(input log-probs, target log-probs or None) of the synthetic data over ``items``.
+        """(input log-probs, target log-probs or None) of the synthetic data over ``items``, as
+        the label mode makes them (e.g. the teacher's predictions on the current inputs)."""
+        return self.label_mode.soft_batch(self.summary, items, self.teacher)
 
-        With ``foster_targets: teacher`` the targets are the teacher's predictions on the current
-        inputs, recomputed at every step (differentiable in the inputs).
-        """
-        log_probs, targets = self.summary.soft_batch(items)
-        if self.teacher_targets:
-            targets = teacher_soft_labels(self.teacher, log_probs, items)
-        return log_probs, targets
-
-    def reset_model(self):
-        """Trajectory-anchored reset (or the ablations: random init, none)."""
-        if self.reset_mode == "anchor":
+    def reset_model(self, mode):
+        """Trajectory-anchored reset to a random anchor (``anchor``) or a fresh init (``random``)."""
+        if mode == "anchor":
             row = self.anchor_rows[int(torch.randint(len(self.anchor_rows), (1,), generator=self.generator))]
-            self.model.load_state_dict(load_state(self.anchor_folder, row["file"], self.device))
+            self.model.load_state_dict(self.real_run.load_anchor(row, self.device))
             self.current_anchor = row["epoch"]
         else:
             torch.manual_seed(int(torch.randint(2**31 - 1, (1,), generator=self.generator)))
             self.model.apply(self.model._init_weights)
             self.current_anchor = "random"
         self.optimizer.state.clear()
+
+    def maybe_reset(self):
+        """Step 0 starts from ``foster_start``; then every R steps a ``foster_reset`` (unless none)."""
+        if self.step == 0:
+            self.reset_model(self.start_mode)
+        elif self.reset_mode != "none" and self.step % self.reset_interval == 0:
+            self.reset_model(self.reset_mode)
 
     def inner_solve(self):
         """theta_T: T Adam steps on the synthetic data from the current theta (on a copy)."""
@@ -170,10 +175,7 @@ class FosterDistillTrainer(Trainer):
         return total, {"bce": bce.item(), "fm": fm.item(), "dh": dh.item()}
 
     def outer_step(self):
-        if self.reset_mode != "none" and self.step % self.reset_interval == 0:
-            self.reset_model()
-        elif self.step == 0:
-            self.reset_model()  # "none": start from the anchor/random init once, never again
+        self.maybe_reset()
         self.inner_solve()
 
         theta = [p for p in self.model.parameters() if p.requires_grad]

@@ -1,78 +1,106 @@
-"""TextSASRec: SASRec whose item representations come from item-text embeddings.
+"""TextSASRec: RecBole's SASRec with its item embedding replaced by a :class:`TextItemEmbedding`.
 
 Item ``i`` is represented by ``proj(E[i])`` where ``E`` is a frozen table of precomputed
 language-model embeddings of the item's text (row 0 = padding) and ``proj`` is trainable. The
 same representations embed the input sequence and score candidates (tied, as in SASRec).
+Everything else (position embedding, transformer, ``forward``, ``predict``,
+``full_sort_predict``) is SASRec's own.
 
-Besides item-id sequences the model accepts *soft* sequences: probability vectors over a given
-subset of items, embedded as the probability-weighted mix of those items' representations. This
-is the path FOSTER trains on; a one-hot distribution gives exactly the hard-input result.
+On top of SASRec:
+
+* ``loss_all_positions`` (default True): the next-item loss at every position of a sample (as in
+  SASRec's paper; the data loader then feeds one sample per non-overlapping window, see
+  ``train_window``). False gives RecBole SASRec's loss at the last position only.
+* ``loss_type: BCE``: binary cross-entropy with negatives sampled inside the model (uniform
+  over the catalogue), besides SASRec's ``CE``.
+* *Soft* sequences: probability vectors over a given subset of items, embedded as the
+  probability-weighted mix of those items' representations (``encode_soft``). This is the path
+  FOSTER trains on; a one-hot distribution gives exactly the hard-input result.
 """
 
 import torch
 import torch.nn.functional as F
-from recbole.model.abstract_recommender import SequentialRecommender
-from recbole.model.layers import TransformerEncoder
 from recbole.utils import InputType
-from torch import nn
 
-from recbole_foster.data import attach_item_text_embeddings
+from recbole_foster.compat import keep_anomaly_detection
+
+with keep_anomaly_detection():  # importing SASRec imports RecBole's SINE (see compat)
+    from recbole.model.sequential_recommender.sasrec import SASRec
+
+from recbole_foster.model.text_item_embedding import TextItemEmbedding
+from recbole_foster.text_embedding import attach_item_text_embeddings
+
+LOSS_TYPES = ("CE", "BCE")
 
 
-class TextSASRec(SequentialRecommender):
+class _SASRecConfig:
+    """``config`` as SASRec.__init__ should read it: SASRec only accepts ``loss_type`` CE/BPR and
+    builds a loss module from it; BCE is computed by this class, so SASRec is given CE."""
+
+    def __init__(self, config):
+        self._config = config
+
+    def __getitem__(self, key):
+        return "CE" if key == "loss_type" else self._config[key]
+
+
+def _redraw_default_init(module):
+    """Re-run the constructor-time initialisation of every torch layer in ``module``, in order
+    (only to consume the global RNG exactly as building ``module`` did; see TextSASRec)."""
+    for layer in module.modules():
+        if hasattr(layer, "reset_parameters"):
+            layer.reset_parameters()
+
+
+class TextSASRec(SASRec):
     requires_item_text = True  # data loading checks the .item file and text fields
     input_type = InputType.POINTWISE  # negatives for BCE are drawn in calculate_loss
-    trains_all_positions = True  # calculate_loss uses every position: windowed training split
+    trains_all_positions = True  # with loss_all_positions, data loading uses the windowed split
 
     def __init__(self, config, dataset):
-        super().__init__(config, dataset)
-        self.hidden_size = config["hidden_size"]
-        self.loss_type = config["loss_type"]
-        if self.loss_type not in ("CE", "BCE"):
-            raise ValueError(f"TextSASRec: loss_type must be 'CE' or 'BCE', got {self.loss_type!r}.")
-        self.initializer_range = config["initializer_range"]
+        loss_type = config["loss_type"]
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"TextSASRec: loss_type must be one of {LOSS_TYPES}, got {loss_type!r}.")
+        loss_all_positions = config["loss_all_positions"]
+        if loss_all_positions is None:  # key absent (config built without TextSASRec.yaml)
+            loss_all_positions = True
+        if not isinstance(loss_all_positions, bool):
+            raise ValueError(f"TextSASRec: loss_all_positions must be True or False, got {loss_all_positions!r}.")
 
+        # Same seed, same initial weights as the original TextSASRec (which built its own layers),
+        # so earlier results reproduce. SASRec.__init__ draws an (n_items, H) ID embedding from
+        # the global RNG that we replace; building SASRec in a forked RNG leaves the seeded stream
+        # untouched (and the init independent of the catalogue size). The stream is then consumed
+        # as the original did: default init of the projection, the position embedding and one
+        # transformer layer (RecBole deep-copies one layer n_layers times), then _init_weights.
+        with torch.random.fork_rng(devices=[]):
+            super().__init__(_SASRecConfig(config), dataset)
+        self.loss_type = loss_type
+        self.loss_all_positions = loss_all_positions
         if getattr(dataset, "item_text_embeddings", None) is None:
             attach_item_text_embeddings(config, dataset)
-        # A non-persistent buffer: frozen, moves with .to(device), and kept out of checkpoints
-        # (it is rebuilt from the cached embeddings, and would dominate their size).
-        self.register_buffer("item_text_embeddings", dataset.item_text_embeddings.clone(), persistent=False)
-        self.text_projection = nn.Linear(self.item_text_embeddings.size(1), self.hidden_size)
-        self.position_embedding = nn.Embedding(self.max_seq_length, self.hidden_size)
-        self.trm_encoder = TransformerEncoder(
-            n_layers=config["n_layers"],
-            n_heads=config["n_heads"],
-            hidden_size=self.hidden_size,
-            inner_size=config["inner_size"],
-            hidden_dropout_prob=config["hidden_dropout_prob"],
-            attn_dropout_prob=config["attn_dropout_prob"],
-            hidden_act=config["hidden_act"],
-            layer_norm_eps=config["layer_norm_eps"],
-        )
-        self.LayerNorm = nn.LayerNorm(self.hidden_size, eps=config["layer_norm_eps"])
-        self.dropout = nn.Dropout(config["hidden_dropout_prob"])
+        self.item_embedding = TextItemEmbedding(dataset.item_text_embeddings, self.hidden_size)
+        _redraw_default_init(self.position_embedding)
+        _redraw_default_init(self.trm_encoder.layer[0])
         self.apply(self._init_weights)
+        self.register_load_state_dict_pre_hook(_rename_old_checkpoint_keys)
 
-    def _init_weights(self, module):
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.data.normal_(mean=0.0, std=self.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            module.bias.data.zero_()
-            module.weight.data.fill_(1.0)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            module.bias.data.zero_()
+    @property
+    def item_text_embeddings(self):
+        """The frozen (n_items, d) text table (not in ``state_dict``; follows the model's device)."""
+        return self.item_embedding.table
 
     # ----- item representations (shared by input and output) -----
     def item_representations(self, item_ids=None):
-        """``proj(E[item_ids])``; all items when ``item_ids`` is None."""
-        table = self.item_text_embeddings if item_ids is None else self.item_text_embeddings[item_ids]
-        return self.text_projection(table)
+        """``proj(E[item_ids])``; all items (n_items, H) when ``item_ids`` is None."""
+        return self.item_embedding.weight if item_ids is None else self.item_embedding(item_ids)
 
     # ----- encoders -----
     def encode_embeddings(self, item_emb, valid):
         """Transformer over already-embedded positions; ``valid`` (B, L) marks real positions.
 
-        Returns the hidden state of every position (B, L, H).
+        Returns the hidden state of every position (B, L, H). The same computation as
+        ``SASRec.forward`` before its last-position gather, from embeddings instead of ids.
         """
         position_ids = torch.arange(item_emb.size(1), device=item_emb.device)
         input_emb = item_emb + self.position_embedding(position_ids).unsqueeze(0)
@@ -82,7 +110,7 @@ class TextSASRec(SequentialRecommender):
 
     def encode(self, item_seq):
         """Hidden states (B, L, H) of a batch of item-id sequences (0 = padding)."""
-        return self.encode_embeddings(self.item_representations(item_seq), item_seq > 0)
+        return self.encode_embeddings(self.item_embedding(item_seq), item_seq > 0)
 
     def encode_soft(self, item_probs, item_ids, valid=None):
         """Hidden states (B, L, H) of soft sequences.
@@ -90,14 +118,13 @@ class TextSASRec(SequentialRecommender):
         ``item_probs`` (B, L, K) are distributions over the K items ``item_ids`` (K,); a position
         is embedded as ``item_probs @ proj(E[item_ids])``. ``valid`` (B, L) defaults to all True.
         """
-        item_emb = item_probs @ self.item_representations(item_ids)
+        item_emb = self.item_embedding.soft(item_probs, item_ids)
         if valid is None:
             valid = torch.ones(item_probs.shape[:2], dtype=torch.bool, device=item_probs.device)
         return self.encode_embeddings(item_emb, valid)
 
-    def forward(self, item_seq, item_seq_len):
-        """Hidden state at each sequence's last real position (B, H), as in RecBole's SASRec."""
-        return self.gather_indexes(self.encode(item_seq), item_seq_len - 1)
+    # forward, predict and full_sort_predict are SASRec's: hidden state at the last real position,
+    # scored against ``self.item_embedding`` / ``self.item_embedding.weight``.
 
     # ----- scores and losses -----
     def scores(self, seq_output, item_ids=None):
@@ -114,6 +141,10 @@ class TextSASRec(SequentialRecommender):
             pos_score, torch.ones_like(pos_score)
         ) + F.binary_cross_entropy_with_logits(neg_score, torch.zeros_like(neg_score))
 
+    def _sample_negatives(self, shape, device):
+        """Uniform random real items (ids 1..n_items-1) for the BCE loss."""
+        return torch.randint(1, self.n_items, shape, device=device)
+
     @staticmethod
     def next_item_targets(item_seq, item_seq_len, pos_items):
         """(B, L) next item of every position: the sequence shifted left, then the target item
@@ -126,20 +157,27 @@ class TextSASRec(SequentialRecommender):
         return targets.masked_fill(positions >= item_seq_len.unsqueeze(1), 0)
 
     def calculate_loss(self, interaction):
-        """Next-item loss at every position of the sample (autoregressive, as in SASRec's paper)."""
+        """Next-item loss at every position (``loss_all_positions``, autoregressive as in SASRec's
+        paper) or at the last position only (RecBole's SASRec loss)."""
         item_seq, item_seq_len = interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN]
-        targets = self.next_item_targets(item_seq, item_seq_len, interaction[self.POS_ITEM_ID])
+        pos_items = interaction[self.POS_ITEM_ID]
+        if not self.loss_all_positions:
+            if self.loss_type == "CE":
+                return super().calculate_loss(interaction)
+            seq_output = self.forward(item_seq, item_seq_len)
+            return self.bce_loss(seq_output, pos_items, self._sample_negatives(pos_items.shape, pos_items.device))
+        targets = self.next_item_targets(item_seq, item_seq_len, pos_items)
         hidden = self.encode(item_seq)
         mask = targets > 0
         if self.loss_type == "BCE":
-            negatives = torch.randint(1, self.n_items, targets.shape, device=targets.device)
+            negatives = self._sample_negatives(targets.shape, targets.device)
             return self.bce_loss(hidden[mask], targets[mask], negatives[mask])
         return F.cross_entropy(self.scores(hidden[mask]), targets[mask])
 
-    def predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return (seq_output * self.item_representations(interaction[self.ITEM_ID])).sum(-1)
 
-    def full_sort_predict(self, interaction):
-        seq_output = self.forward(interaction[self.ITEM_SEQ], interaction[self.ITEM_SEQ_LEN])
-        return self.scores(seq_output)
+def _rename_old_checkpoint_keys(module, state_dict, prefix, *args):
+    """Checkpoints written before TextSASRec reused SASRec name the projection ``text_projection``."""
+    for name in ("weight", "bias"):
+        old = f"{prefix}text_projection.{name}"
+        if old in state_dict:
+            state_dict[f"{prefix}item_embedding.projection.{name}"] = state_dict.pop(old)

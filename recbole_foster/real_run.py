@@ -1,9 +1,9 @@
-"""The anchor pool: checkpoints along the real-data training trajectory (FOSTER Sec. 3.2).
+"""Stage 4 of a run: the real-data run (MTT's "buffer" role; FOSTER Sec. 3.2).
 
-Training TextSASRec on all real data once gives three things: the Full baseline, the teacher for
-feature matching and the DH regulariser, and the trajectory FOSTER resets to. As in MTT's
-``buffer.py`` the trajectory is recorded separately from distillation and reused from disk by
-every later run with the same data, model and training config.
+Training the model on all real data once gives three things: the Full baseline, the teacher
+(feature matching, DH, soft labels) and the trajectory FOSTER resets to (the anchor pool). As in
+MTT's ``buffer.py`` it is recorded separately from distillation, once per run and before the
+method, and reused from disk by every later run whose config would train the same model.
 
 A pool folder holds ``epoch_<k>.pt`` state dicts (plain tensors, ``torch.load(weights_only=True)``)
 and ``manifest.json`` (one row per checkpoint: epoch, step, validation metric, file; plus the
@@ -19,20 +19,26 @@ import torch
 
 from recbole_foster.trainer import CheckpointSafeTrainer
 
-# Config keys that do not change what the real-data run learns; everything else is in the key.
-_IRRELEVANT_KEYS = {
-    "method", "n_sequences", "output_dir", "resume", "synthetic", "export_atomic", "show_progress",
-    "state", "checkpoint_dir", "eval_batch_size", "device", "gpu_id", "use_gpu", "worker",
-    "anchor_dir", "selection_seed", "log_wandb", "wandb_project", "save_dataset", "save_dataloaders",
-    "dataset_save_path", "dataloaders_save_path", "text_cache_dir", "text_batch_size",
+# Config keys that cannot change what the real-data run learns or how it picks its best epoch:
+# the method and its settings, how results are reported, and where things are stored. Every
+# other key (data, filtering, split, model, training, seed, text embedding) is in the cache key,
+# so a forgotten key retrains rather than reuses.
+NOT_IN_KEY = {
+    "method", "n_sequences", "selection_seed", "output_dir", "resume", "synthetic", "export_atomic",
+    "n_sampled_items", "metrics", "topk", "metric_decimal_place", "loss_decimal_place", "show_progress",
+    "log_wandb", "wandb_project", "state", "verbose", "device", "gpu_id", "use_gpu", "worker",
+    "single_spec", "local_rank", "eval_batch_size", "checkpoint_dir", "anchor_dir", "text_cache_dir",
+    "text_batch_size", "text_encoder", "save_dataset", "save_dataloaders", "dataset_save_path",
+    "dataloaders_save_path",
 }
+NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_")
 
 
 def pool_key(config, text_encoder_used):
-    """Hash of every config value that affects the real-data training run."""
+    """Hash of every config value that can change the real-data run (see ``NOT_IN_KEY``)."""
     relevant = {
         k: v for k, v in config.final_config_dict.items()
-        if k not in _IRRELEVANT_KEYS and not k.startswith(("foster_", "td3_", "coreset_", "distilled_"))
+        if k not in NOT_IN_KEY and not k.startswith(NOT_IN_KEY_PREFIXES)
     }
     relevant["text_encoder_used"] = text_encoder_used
     blob = json.dumps(relevant, sort_keys=True, default=str)
@@ -94,24 +100,73 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
         return score, result
 
 
-def ensure_anchor_pool(ctx):
-    """Train on all real data recording the trajectory, or reuse a complete pool from disk.
+def best_epoch(rows, bigger=True):
+    """The epoch RecBole keeps as best: on a tie the *later* epoch wins (``early_stopping`` uses
+    ``>=``), so the teacher (RecBole's best model) and the manifest name the same epoch."""
+    best = None
+    for row in rows:
+        better = best is None or (row["valid_score"] >= best["valid_score"] if bigger
+                                  else row["valid_score"] <= best["valid_score"])
+        if better:
+            best = row
+    return best["epoch"]
 
-    Returns ``(folder, manifest)``; the manifest holds the Full run's valid/test metrics.
+
+def anchor_rows(manifest, start_fraction):
+    """Checkpoints from ``start_fraction`` of the way to the best epoch up to the best epoch.
+
+    Early checkpoints of a slow (lr 2e-4) run are near-random models whose predictions carry
+    little signal; after the best epoch the model only over-fits.
     """
+    best = manifest["best_epoch"]
+    rows = [r for r in manifest["checkpoints"] if start_fraction * best <= r["epoch"] <= best]
+    return rows or [r for r in manifest["checkpoints"] if r["epoch"] == best]
+
+
+class RealRun:
+    """A complete real-data run on disk: Full metrics, the teacher and the anchor trajectory."""
+
+    def __init__(self, folder, manifest, trained_now):
+        self.folder, self.manifest, self.trained_now = folder, manifest, trained_now
+
+    @property
+    def full_metrics(self):
+        """``{"valid": ..., "test": ...}`` of the model trained on all real data."""
+        return {"valid": self.manifest["valid"], "test": self.manifest["test"]}
+
+    @property
+    def name(self):
+        """What a teacher-labelled set records to be re-labelled by the same teacher."""
+        return os.path.basename(self.folder)
+
+    def load_teacher(self, new_model):
+        """The Full run's best model; ``new_model()`` builds an untrained one of the same class."""
+        teacher = new_model()
+        teacher.load_state_dict(load_state(self.folder, self.manifest["teacher"], next(teacher.parameters()).device))
+        return teacher.eval()
+
+    def anchors(self, start_fraction):
+        return anchor_rows(self.manifest, start_fraction)
+
+    def load_anchor(self, row, device):
+        return load_state(self.folder, row["file"], device)
+
+
+def ensure_real_run(ctx):
+    """Train on all real data recording the trajectory, or reuse a complete run from disk."""
     folder = pool_dir(ctx.config, ctx.text_encoder)
     os.makedirs(folder, exist_ok=True)
     # Runs started side by side (e.g. one per method) must not train the same pool twice: the
     # first takes the lock and trains, the others wait for it and then reuse its pool.
     with open(os.path.join(folder, ".lock"), "w") as lock:
         if not _try_lock(lock):
-            ctx.logger.info(f"Another run is training the anchor pool {folder}; waiting for it")
+            ctx.logger.info(f"Another run is training the real-data run {folder}; waiting for it")
             fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = load_manifest(folder)
         if manifest is not None:
-            ctx.logger.info(f"Reusing the real-data run and its anchor pool from {folder}")
-            return folder, manifest
-        return folder, _record_anchor_pool(ctx, folder)
+            ctx.logger.info(f"Reusing the real-data run (Full, teacher, anchors) from {folder}")
+            return RealRun(folder, manifest, trained_now=False)
+        return RealRun(folder, _record_real_run(ctx, folder), trained_now=True)
 
 
 def _try_lock(file):
@@ -122,7 +177,7 @@ def _try_lock(file):
         return False
 
 
-def _record_anchor_pool(ctx, folder):
+def _record_real_run(ctx, folder):
     """The Full run: train, test, save the teacher, then write the manifest (last)."""
     config = ctx.config
     model = ctx.new_model(config["seed"])
@@ -134,7 +189,6 @@ def _record_anchor_pool(ctx, folder):
     with ctx.timed("eval"):
         test = trainer.evaluate(ctx.test_data, load_best_model=True, show_progress=False)
     torch.save(trainer.model.state_dict(), os.path.join(folder, "teacher.pt"))
-    best_epoch = max(trainer.anchor_rows, key=lambda r: r["valid_score"])["epoch"]
     manifest = {
         "complete": True,
         "dataset": config["dataset"],
@@ -142,7 +196,7 @@ def _record_anchor_pool(ctx, folder):
         "seed": config["seed"],
         "text_encoder": ctx.text_encoder,
         "teacher": "teacher.pt",
-        "best_epoch": best_epoch,
+        "best_epoch": best_epoch(trainer.anchor_rows, bigger=config["valid_metric_bigger"] is not False),
         "checkpoints": trainer.anchor_rows,
         "valid": {k: float(v) for k, v in best_valid.items()},
         "test": {k: float(v) for k, v in test.items()},

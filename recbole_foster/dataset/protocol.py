@@ -23,7 +23,7 @@ rest is training data.
   kept in file order (stable sort), exactly as for ``loo``; with distinct per-user timestamps
   every history item is strictly older than its target.
 * With ``train_window`` on, the pre-``t1`` training samples are thinned to non-overlapping
-  windows exactly as under ``loo`` (:func:`recbole_foster.data.window_rows`).
+  windows exactly as under ``loo`` (:func:`recbole_foster.dataset.windowing.window_rows`).
 * Evaluation is RecBole's, untouched: each valid/test row is one full-ranking query whose single
   positive is its target. For sequential models RecBole's ``FullSortEvalDataLoader`` masks no
   history (``history_index`` is None; only the padding item 0 gets ``-inf``), under either
@@ -41,7 +41,8 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.utils import ModelType
 
-from recbole_foster.data import DatasetError, WindowedSequentialDataset
+from recbole_foster.dataset.checks import DatasetError
+from recbole_foster.dataset.windowing import WindowedSequentialDataset
 
 EVAL_PROTOCOLS = ("loo", "global_temporal")
 GLOBAL_TEMPORAL_RATIOS = (0.8, 0.1, 0.1)

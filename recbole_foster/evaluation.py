@@ -1,0 +1,75 @@
+"""How a small training set (distilled or selected) is judged: train a fresh model on it only.
+
+A fresh TextSASRec (new seed; only the frozen text embeddings are shared with anything trained
+on real data) is trained on the sequences alone, model selection uses the *real* validation
+split, and the selected model is scored with RecBole's full-ranking evaluation on the real test
+split. Every method (FOSTER, Random, coresets) goes through :func:`evaluate_training_set`, so
+their numbers differ only in the training sequences.
+"""
+
+import copy
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+def _ndcg(result, metric):
+    return float(result[metric.lower()])
+
+
+def train_and_select(ctx, sequences, seed, desc="eval"):
+    """Train a fresh model on ``sequences``; return (best valid metrics, test metrics, steps)."""
+    config = ctx.config
+    model = ctx.new_model(seed)
+    trainer = ctx.new_trainer(model)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config["distilled_lr"], weight_decay=config["distilled_weight_decay"]
+    )
+    generator = torch.Generator().manual_seed(seed)
+    batch_size = min(config["distilled_batch_size"], len(sequences))
+    metric = config["valid_metric"]
+    best_score, best_state, best_valid, bad_checks = -np.inf, None, None, 0
+    steps = config["distilled_steps"]
+    progress = tqdm(range(1, steps + 1), desc=f"{desc} (seed {seed})", leave=False, mininterval=2)
+    for step in progress:
+        model.train()
+        rows = torch.randperm(len(sequences), generator=generator)[:batch_size]
+        loss = sequences.loss(model, rows)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % config["distilled_eval_every"] == 0 or step == steps:
+            valid = trainer.evaluate(ctx.valid_data, load_best_model=False, show_progress=False)
+            score = _ndcg(valid, metric)
+            progress.set_postfix(loss=f"{loss.item():.4f}", **{metric: f"{score:.4f}"})
+            if score > best_score:
+                best_score, best_valid, bad_checks = score, valid, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                bad_checks += 1
+                if bad_checks >= config["distilled_patience"]:
+                    break
+    model.load_state_dict(best_state)
+    test = trainer.evaluate(ctx.test_data, load_best_model=False, show_progress=False)
+    return {k: float(v) for k, v in best_valid.items()}, {k: float(v) for k, v in test.items()}, step
+
+
+def evaluate_training_set(ctx, sequences, desc="eval"):
+    """Mean and std over ``distilled_eval_seeds`` evaluation seeds, plus the per-seed numbers."""
+    config = ctx.config
+    seeds = [config["seed"] + 1000 + i for i in range(config["distilled_eval_seeds"])]
+    per_seed = []
+    with ctx.timed("eval"):
+        for seed in seeds:
+            valid, test, steps = train_and_select(ctx, sequences, seed, desc=desc)
+            per_seed.append({"seed": seed, "valid": valid, "test": test, "steps": steps})
+    summary = {}
+    for split in ("valid", "test"):
+        keys = per_seed[0][split].keys()
+        values = {k: np.array([run[split][k] for run in per_seed]) for k in keys}
+        summary[split] = {k: float(v.mean()) for k, v in values.items()}
+        summary[split].update({f"{k}_std": float(v.std(ddof=1)) if len(v) > 1 else 0.0 for k, v in values.items()})
+    summary["per_seed"] = per_seed
+    summary["eval_seeds"] = seeds
+    return summary

