@@ -20,6 +20,7 @@ setup(
         "tqdm",
         "pyyaml",
         "pot",
+        "matplotlib",  # report.png after every run, python -m recbole_foster.plot
     ],
-    extras_require={"test": ["pytest>=7"], "bench": ["matplotlib"]},
+    extras_require={"test": ["pytest>=7"]},
 )

@@ -63,18 +63,48 @@ def run_or_reuse(name, options, work_dir, variants=VARIANTS):
 
 
 def pooled(results_list):
-    """One result over several user draws: mean and std over every (draw, evaluation seed) run."""
+    """One result over several user draws: mean and std over every (draw, evaluation seed) run.
+
+    ``runs`` keeps each (draw, evaluation seed) test result, so that IOR can pair a method with
+    its reference on the same users and seeds.
+    """
+    merged = dict(results_list[0])
+    merged["runs"] = [{"draw": i, "seed": s["seed"], "test": s["test"]}
+                      for i, r in enumerate(results_list) for s in r.get("per_seed", [])]
     if len(results_list) == 1:
-        return results_list[0]
-    runs = [s["test"] for r in results_list for s in r["per_seed"]]
+        return merged
     test = {}
     for k in REPORTED_METRICS:
-        values = np.array([run[k] for run in runs])
+        values = np.array([run["test"][k] for run in merged["runs"]])
         test[k], test[f"{k}_std"] = float(values.mean()), float(values.std(ddof=1))
-    merged = dict(results_list[0])
     merged["test"] = test
     merged["draws"] = [{k: r["test"][k] for k in ("ndcg@10", "recall@10")} for r in results_list]
+    merged["artifact_bytes"] = (float(np.mean([r["artifact_bytes"] for r in results_list]))
+                                if all("artifact_bytes" in r for r in results_list) else None)
     return merged
+
+
+def improvement_over_random(results, reference, metric="ndcg@10"):
+    """IOR (DD-Ranking): the method's metric minus its reference's, paired by (draw, seed).
+
+    Returns mean, std and count of the paired differences and whether the mean is above zero by
+    more than 2 standard errors (None when no pair exists).
+    """
+    ref = {(r["draw"], r["seed"]): r["test"][metric] for r in reference.get("runs", [])}
+    diffs = np.array([r["test"][metric] - ref[(r["draw"], r["seed"])] for r in results.get("runs", [])
+                      if (r["draw"], r["seed"]) in ref])
+    if len(diffs) == 0:
+        return None
+    std = float(diffs.std(ddof=1)) if len(diffs) > 1 else float("nan")
+    return {"mean": float(diffs.mean()), "std": std, "n": int(len(diffs)),
+            "beyond_2se": bool(len(diffs) > 1 and diffs.mean() > 2 * std / np.sqrt(len(diffs)))}
+
+
+def reference_of(method, results):
+    """Random-N with the same label treatment: hard labels -> Random, soft labels -> Random-KD."""
+    if method in ("random", "random_kd"):
+        return None
+    return "random" if results.get("label_storage") in (None, "hard") else "random_kd"
 
 
 def row_of(method, results, n):
@@ -84,20 +114,38 @@ def row_of(method, results, n):
     timings = results.get("timings", {})
     row["seconds"] = {k: round(v, 1) for k, v in timings.items()}
     row["peak_mem_mb"] = results.get("peak_mem_mb")
+    row["family"] = results.get("family", "full data" if method == "full" else None)
+    if results.get("student_init") == "teacher_embeddings" and method != "full":
+        row["method"] += " (paper-compatible: student starts from real-data embeddings, leaks)"
+    row["label_storage"] = results.get("label_storage")
+    row["artifact_bytes"] = results.get("artifact_bytes")
     if "draws" in results:
         row["draws"] = results["draws"]
     return row
 
 
+def _bytes(value):
+    if value is None:
+        return "-"
+    for unit, size in (("MB", 1e6), ("kB", 1e3)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value:.0f} B"
+
+
 def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")):
-    lines = ["| method | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in metrics) + " |",
-             "|---|" + "---|" * len(metrics)]
+    lines = ["| method | family | bytes | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in metrics)
+             + " | IOR N@10 (vs) |", "|---|---|---|" + "---|" * (len(metrics) + 1)]
     for row in rows:
         cells = []
         for m in metrics:
             value, std = row.get(m), row.get(f"{m}_std")
             cells.append("-" if value is None else f"{value:.4f}" + (f" ± {std:.4f}" if std is not None else ""))
-        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+        ior = row.get("ior")
+        ior_cell = "-" if not ior else (f"{ior['mean']:+.4f} ± {ior['std']:.4f} (n={ior['n']}, vs {row['ior_reference']})"
+                                        + (" **>2SE**" if ior["beyond_2se"] else ""))
+        lines.append(f"| {row['method']} | {row.get('family') or '-'} | {_bytes(row.get('artifact_bytes'))} | "
+                     + " | ".join(cells) + f" | {ior_cell} |")
     return "\n".join(lines)
 
 
@@ -109,6 +157,8 @@ def main(argv):
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--selection_seeds", type=int, default=1,
                         help="user draws for Random and Random-KD (selection_seed = seed + i); pooled")
+    parser.add_argument("--draws_for_all", action="store_true",
+                        help="run every method (not only Random and Random-KD) over the user draws, for IOR")
     parser.add_argument("--work_dir", default=None, help="per-method run folders (default outputs/paper_table/<dataset>)")
     parser.add_argument("--out", default="benchmarks/results")
     args, extra = parser.parse_known_args(argv)
@@ -123,16 +173,21 @@ def main(argv):
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS + OPTIONAL}")
 
-    rows, full = [], None
+    rows, full, pooled_results = [], None, {}
     seed = int(options.get("seed", 2020))
     for method in methods:
-        draws = args.selection_seeds if method in RANDOM_DRAWS else 1
+        draws = args.selection_seeds if (method in RANDOM_DRAWS or args.draws_for_all) else 1
         results = pooled([run_or_reuse(method, options, work_dir)] + [
             run_or_reuse(f"{method}-sel{i}", {**options, "selection_seed": seed + i}, work_dir) for i in range(1, draws)])
+        pooled_results[method] = results
         if full is None:
             full = {"test": results["table"]["Full"], "timings": {}, "peak_mem_mb": None}
             rows.append(row_of("full", full, args.n_sequences))
         rows.append(row_of(method, results, args.n_sequences))
+        reference = reference_of(method, results)
+        if reference in pooled_results:
+            rows[-1]["ior"] = improvement_over_random(results, pooled_results[reference])
+            rows[-1]["ior_reference"] = LABELS[reference]
     table = markdown(rows)
     command = "python benchmarks/paper_table.py " + " ".join(argv)
     os.makedirs(args.out, exist_ok=True)

@@ -55,7 +55,7 @@ def main(argv):
     prepare_method_inputs(ctx)
     n = ctx.n_sequences
     sequences = full_length_users(ctx, n, ctx.config["seed"])
-    labelled = TeacherLabelledSequences(sequences, ctx.teacher)
+    labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
     rows = {"Full": ctx.real_run.manifest["test"]}
     rows[f"hard-{n}"] = evaluate_training_set(ctx, HardSequences(sequences), desc="hard")["test"]
     rows[f"Random-KD-{n}"] = evaluate_training_set(ctx, labelled, desc="random-kd")["test"]

@@ -6,7 +6,7 @@ RecBole config key share one syntax. Values stay strings here; RecBole's Config 
 own command line. Keys are matched exactly: a prefix is never expanded to a longer key.
 """
 
-FLAGS = {"resume"}  # keys that may be given without a value (--resume == --resume=True)
+FLAGS = {"resume", "verbose", "skip_malformed"}  # keys that may be given without a value (--resume == --resume=True)
 HELP = {"-h", "--help"}
 
 
@@ -69,9 +69,16 @@ main options:
   --synthetic=PATH        a saved set for --method=eval
   --export_atomic=DIR     also write the set as RecBole atomic files
   --resume                continue an interrupted distillation from its checkpoint
+  --skip_malformed=True   drop .inter/.item lines with the wrong number of fields (default: stop, naming them)
+  --verbose=True          also print RecBole's full config
+
+Your own data: <data_path>/<name>/<name>.inter (user_id:token item_id:token timestamp:float)
+and <name>.item (item_id:token plus the text columns you name with --text_fields); the columns
+to load come from the files' headers. Every run writes results.json and report.png to its
+output folder; `python -m recbole_foster.plot a.json b.json -o runs.png` compares runs.
 
 Any RecBole or plugin config key is accepted as --key=value (e.g. --epochs=5,
---foster_outer_steps=500). Plugin keys and defaults: recbole_foster/properties/ and README.md
+--foster_outer_steps=500); an unknown key stops the run and names the closest known one. Plugin keys and defaults: recbole_foster/properties/ and README.md
 ("Config keys"); RecBole's keys: https://recbole.io/docs/user_guide/config_settings.html
 
 examples:

@@ -18,10 +18,49 @@ def _ndcg(result, metric):
     return float(result[metric.lower()])
 
 
+def selection_data(ctx):
+    """The validation data that picks the best state of a small-set training: RecBole's whole
+    validation split, or (``distilled_valid_subsample`` > 0) a fixed, seeded subsample of that
+    many of its rows, so that frequent checks stay cheap on large datasets. Test is always whole."""
+    if getattr(ctx, "_selection_data", None) is not None:
+        return ctx._selection_data
+    n, full = ctx.config["distilled_valid_subsample"], ctx.valid_data
+    if n and n < len(full.dataset):
+        dataset = full.dataset
+        generator = torch.Generator().manual_seed(ctx.config["seed"])
+        rows = torch.randperm(len(dataset), generator=generator)[:n].sort().values
+        full = type(full)(ctx.config, dataset.copy(dataset.inter_feat[rows]), full._sampler, shuffle=False)
+    ctx._selection_data = full
+    return full
+
+
+STUDENT_INITS = ("fresh", "teacher_embeddings")
+
+
+def copy_teacher_embeddings(model, teacher):
+    """TD3's public evaluation (the *paper-compatible* protocol): the student keeps the item
+    representation and position embeddings of the model trained on all real data and learns the
+    rest from the small set. It leaks real-data training into the student; never a default."""
+    own = model.state_dict()
+    taken = {k: v for k, v in teacher.state_dict().items() if k.startswith(("item_embedding.", "position_embedding."))}
+    own.update(taken)
+    model.load_state_dict(own)
+    return sorted(taken)
+
+
 def train_and_select(ctx, sequences, seed, desc="eval"):
-    """Train a fresh model on ``sequences``; return (best valid metrics, test metrics, steps)."""
+    """Train a fresh model on ``sequences``; return (best valid metrics, test metrics, steps).
+
+    ``distilled_student_init: teacher_embeddings`` starts the student from the teacher's item and
+    position embeddings instead (see :func:`copy_teacher_embeddings`).
+    """
     config = ctx.config
     model = ctx.new_model(seed)
+    init = config["distilled_student_init"] or "fresh"
+    if init not in STUDENT_INITS:
+        raise ValueError(f"distilled_student_init must be one of {STUDENT_INITS}, got {init!r}.")
+    if init == "teacher_embeddings":
+        copy_teacher_embeddings(model, ctx.teacher)
     trainer = ctx.new_trainer(model)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["distilled_lr"], weight_decay=config["distilled_weight_decay"]
@@ -40,7 +79,7 @@ def train_and_select(ctx, sequences, seed, desc="eval"):
         loss.backward()
         optimizer.step()
         if step % config["distilled_eval_every"] == 0 or step == steps:
-            valid = trainer.evaluate(ctx.valid_data, load_best_model=False, show_progress=False)
+            valid = trainer.evaluate(selection_data(ctx), load_best_model=False, show_progress=False)
             score = _ndcg(valid, metric)
             progress.set_postfix(loss=f"{loss.item():.4f}", **{metric: f"{score:.4f}"})
             if score > best_score:

@@ -16,6 +16,7 @@ would otherwise branch on, and its ``name`` is written into a saved set's header
 
 import torch
 
+from recbole_foster.stored_labels import compress, expand
 from recbole_foster.training_sets import SoftSequences, teacher_soft_labels
 
 CONFIG_KEY = "foster_targets"
@@ -39,13 +40,29 @@ class LabelMode:
         """(m, n, n_items) label log-probs over the catalog for evaluation; None = the inputs."""
         return None
 
-    def training_set(self, summary, teacher, device):
-        """``(SoftSequences over the whole catalog, input probabilities on CPU)`` of a summary."""
+    def training_set(self, summary, teacher, device, stored=None):
+        """``(SoftSequences over the whole catalog, input probabilities on CPU)`` of a summary;
+        with ``stored`` labels (:mod:`recbole_foster.stored_labels`) those replace the mode's own."""
+        log_probs = summary.full_log_probabilities().to(device)
+        if stored:
+            targets = expand(stored, log_probs.size(-1))[1]
+        else:
+            with torch.no_grad():
+                targets = self.full_targets(summary, log_probs, teacher)
+        log_probs = log_probs.cpu()
+        return SoftSequences(log_probs, None if targets is None else targets.cpu()), log_probs.exp()
+
+    def stored_labels(self, summary, teacher, device, storage, k):
+        """The labels of every position after the first, kept as ``storage`` says (a summary whose
+        labels come from the teacher can carry them and leave the teacher behind)."""
         log_probs = summary.full_log_probabilities().to(device)
         with torch.no_grad():
             targets = self.full_targets(summary, log_probs, teacher)
-        log_probs = log_probs.cpu()
-        return SoftSequences(log_probs, None if targets is None else targets.cpu()), log_probs.exp()
+        if targets is None:
+            targets = log_probs
+        mask = torch.ones(targets.shape[:2], dtype=torch.bool)
+        mask[:, 0] = False  # position 0 is never a target
+        return compress(targets.cpu(), mask, storage, k)
 
 
 class Coupled(LabelMode):

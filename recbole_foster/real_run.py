@@ -17,6 +17,7 @@ import os
 
 import torch
 
+from recbole_foster.banners import real_run_banner
 from recbole_foster.trainer import CheckpointSafeTrainer
 
 # Config keys that cannot change what the real-data run learns or how it picks its best epoch:
@@ -27,9 +28,9 @@ NOT_IN_KEY = {
     "method", "n_sequences", "selection_seed", "output_dir", "resume", "synthetic", "export_atomic",
     "n_sampled_items", "metrics", "topk", "metric_decimal_place", "loss_decimal_place", "show_progress",
     "log_wandb", "wandb_project", "state", "verbose", "device", "gpu_id", "use_gpu", "worker",
-    "single_spec", "local_rank", "eval_batch_size", "checkpoint_dir", "anchor_dir", "text_cache_dir",
+    "single_spec", "local_rank", "skip_malformed", "eval_batch_size", "checkpoint_dir", "anchor_dir", "text_cache_dir",
     "text_batch_size", "text_encoder", "save_dataset", "save_dataloaders", "dataset_save_path",
-    "dataloaders_save_path",
+    "dataloaders_save_path", "generate_temperature", "set_standalone", "verbose",
 }
 NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_")
 
@@ -152,6 +153,13 @@ class RealRun:
         return load_state(self.folder, row["file"], device)
 
 
+def find_real_run(ctx):
+    """The complete real-data run of this config on disk, or None (nothing is trained)."""
+    folder = pool_dir(ctx.config, ctx.text_encoder)
+    manifest = load_manifest(folder)
+    return None if manifest is None else RealRun(folder, manifest, trained_now=False)
+
+
 def ensure_real_run(ctx):
     """Train on all real data recording the trajectory, or reuse a complete run from disk."""
     folder = pool_dir(ctx.config, ctx.text_encoder)
@@ -165,7 +173,9 @@ def ensure_real_run(ctx):
         manifest = load_manifest(folder)
         if manifest is not None:
             ctx.logger.info(f"Reusing the real-data run (Full, teacher, anchors) from {folder}")
+            real_run_banner(ctx, folder, manifest)  # "reused from ..."
             return RealRun(folder, manifest, trained_now=False)
+        real_run_banner(ctx, folder)  # "training ...; cached at ..."
         return RealRun(folder, _record_real_run(ctx, folder), trained_now=True)
 
 

@@ -22,13 +22,15 @@ from recbole.utils import init_logger, init_seed
 from recbole_foster.cli import CLIError, HelpRequested, parse_args, usage
 from recbole_foster.config import FosterConfig, get_model, get_trainer
 from recbole_foster.dataset import create_dataset
+from recbole_foster.distill.artifacts import NotASet
 from recbole_foster.dataset.sequences import draw_users, user_training_sequences
 from recbole_foster.errors import DatasetError
 from recbole_foster.memory import PeakMemory
 from recbole_foster.methods import METHODS
-from recbole_foster.real_run import ensure_real_run
+from recbole_foster.real_run import ensure_real_run, find_real_run
 from recbole_foster.results import REPORTED_METRICS, format_table, jsonable, write_results  # noqa: F401
 from recbole_foster.text_embedding import attach_item_text_embeddings
+from recbole_foster import banners, report, validation  # input checks, phase banners, report.png (issue 14)
 
 DEFAULTS = {"dataset": "ml-100k", "method": "foster", "model": "TextSASRec"}
 DEFAULT_N_SEQUENCES = 20
@@ -71,6 +73,7 @@ class RunContext:
     @contextmanager
     def timed(self, phase):
         """Adds the phase's seconds to ``timings[phase]`` and its peak memory to ``memory.peaks``."""
+        banners.phase_started(self, phase)
         self.memory.start()
         start = time.perf_counter()
         try:
@@ -88,6 +91,12 @@ class RunContext:
         """Every training user's training window: ``(user ids, (users, MAX_ITEM_LIST_LENGTH) items)``."""
         return user_training_sequences(self.train_data.dataset, self.config["MAX_ITEM_LIST_LENGTH"])
 
+    @property
+    def selection_seed(self):
+        """Which users a run draws or selects: ``selection_seed``, by default ``seed``."""
+        seed = self.config["selection_seed"]
+        return self.config["seed"] if seed is None else int(seed)
+
     @cached_property
     def random_draw(self):
         """The run's Random-N users and windows, drawn once with ``selection_seed`` (default ``seed``).
@@ -95,9 +104,7 @@ class RunContext:
         A seed of its own lets the spread over *which* users are drawn be measured without
         changing the real-data run (whose key includes ``seed``).
         """
-        seed = self.config["selection_seed"]
-        seed = self.config["seed"] if seed is None else int(seed)
-        return draw_users(*self.candidates, self.n_sequences, seed)
+        return draw_users(*self.candidates, self.n_sequences, self.selection_seed)
 
     def new_model(self, seed):
         """A freshly initialised model of the configured class (seeded)."""
@@ -139,12 +146,14 @@ def prepare(options):
             raise CLIError(f"--method={method} needs a text-based model (TextSASRec), not {config['model']}.")
     output_dir = config["output_dir"] or default_output_dir(config)
     config["output_dir"] = output_dir
-    os.makedirs(output_dir, exist_ok=True)
+    input_notes = validation.validate_run(config, options, PLUGIN_KEYS)  # every input, before anything is written
+    validation.make_output_dir(output_dir)  # removed again by main() if the run fails before writing to it
 
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
     logger = getLogger()
-    logger.info(config)
+    if config["verbose"]:  # RecBole's config dump
+        logger.info(config)
     memory = PeakMemory(config["device"])
     memory.start()
     start = time.perf_counter()
@@ -156,12 +165,14 @@ def prepare(options):
     text_encoder = None
     ctx = RunContext(config, dataset, train_data, valid_data, test_data, output_dir, None, memory)
     ctx.timings["data"] = data_seconds
+    ctx.input_notes = {**input_notes, "empty_item_texts": validation.empty_item_texts(config, dataset)}
     with ctx.timed("embed"):
         if getattr(config.model_class, "requires_item_text", False):
             text_encoder = attach_item_text_embeddings(config, dataset, show_progress=True)
             for split in (train_data, valid_data, test_data):  # the splits are copies of dataset
                 split.dataset.item_text_embeddings = dataset.item_text_embeddings
                 split.dataset.text_encoder_used = text_encoder
+                split.dataset.text_embedding_key = dataset.text_embedding_key
     ctx.text_encoder = text_encoder
     return ctx
 
@@ -173,8 +184,12 @@ def prepare_method_inputs(ctx):
         from recbole_foster.methods.saved_set import check_saved_set
 
         ctx.saved_set = check_saved_set(ctx)  # before any real-data training
-    ctx.real_run = ensure_real_run(ctx)
-    if method.small_set or (method.name == "eval" and ctx.saved_set[1].needs_teacher):
+    if method.name == "eval" and not ctx.saved_set.needs_teacher and ctx.config["distilled_student_init"] == "fresh":
+        ctx.real_run = find_real_run(ctx)  # a self-contained set needs none; Full is shown if it exists
+    else:
+        ctx.real_run = ensure_real_run(ctx)
+    paper_compatible = ctx.config["distilled_student_init"] == "teacher_embeddings"
+    if method.small_set or (method.name == "eval" and (ctx.saved_set.needs_teacher or paper_compatible)):
         # not frozen: the gradient-based coresets differentiate it (the trainers freeze their own use)
         ctx.teacher = ctx.real_run.load_teacher(lambda: ctx.new_model(ctx.config["seed"]))
     if method.small_set:
@@ -187,6 +202,7 @@ def run(argv):
     ctx = prepare(parse_args(argv))
     config, method = ctx.config, ctx.config["method"]
     prepare_method_inputs(ctx)
+    banners.method_banner(ctx)
     outcome = METHODS[method].run(ctx)
     timings = dict(ctx.timings)
     timings.setdefault("train", 0.0)
@@ -199,8 +215,10 @@ def run(argv):
         "method": method,
         "model": config["model"],
         "n_sequences": config["n_sequences"] if method != "full" else None,
+        "student_init": config["distilled_student_init"],  # teacher_embeddings = paper-compatible, leaks
         "seed": config["seed"],
         "text_encoder": ctx.text_encoder,
+        **getattr(ctx, "input_notes", {}),  # empty_item_texts, malformed_lines_dropped
         **outcome,
         "timings": timings,
         "peak_mem_mb": max(peaks.values()),
@@ -213,6 +231,8 @@ def run(argv):
     rows = outcome.get("table") or {method: results["test"]}
     print(f"\nTest metrics on {config['dataset']} (full ranking over all items):")
     print(format_table(rows))
+    print(banners.table_legend(rows, config))
+    report.report_after_run(results, ctx.output_dir)  # report.png beside results.json
     print(f"results: {path}")
     return results
 
@@ -222,10 +242,16 @@ def main(argv=None):
     try:
         run(argv)
     except HelpRequested:
-        print(usage())
+        try:
+            print(usage())
+        except BrokenPipeError:  # e.g. `--help | head`
+            sys.stderr.close()
         return 0
-    except (CLIError, DatasetError) as error:
-        logging.getLogger().error(str(error))
+    except (CLIError, DatasetError, NotASet) as error:
+        if logging.getLogger().handlers:  # RecBole's log, once set up (before, Python would print it twice)
+            logging.getLogger().error(str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        validation.remove_empty_output_dirs()  # a failed run leaves no empty output folder
     return 0

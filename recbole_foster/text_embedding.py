@@ -217,7 +217,7 @@ def attach_item_text_embeddings(config, dataset, show_progress=True):
     if getattr(dataset, "item_text_embeddings", None) is not None:
         return dataset.text_encoder_used
     texts = item_texts(dataset, text_fields_of(config))
-    table, used, _info = get_text_embeddings(
+    table, used, info = get_text_embeddings(
         texts,
         text_encoder=config["text_encoder"],
         text_fields=text_fields_of(config),
@@ -232,4 +232,5 @@ def attach_item_text_embeddings(config, dataset, show_progress=True):
     table[0] = 0.0
     dataset.item_text_embeddings = table
     dataset.text_encoder_used = used
+    dataset.text_embedding_key = info["key"]  # encoder, fields, pooling, max tokens, every text
     return used

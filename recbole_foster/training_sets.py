@@ -82,20 +82,31 @@ class HardSequences:
 
 
 class TeacherLabelledSequences(HardSequences):
-    """Real sequences with the teacher's next-item distributions as KL targets (Random-KD).
+    """Real sequences with soft next-item labels as KL targets: the teacher's (Random-KD), or the
+    same labels as a saved set stores them (:mod:`recbole_foster.stored_labels`).
 
     Separates what soft labels alone add from what synthetic sequences add (DD-Ranking).
+    ``target_log_probs`` (m, L - 1, n_items) label position t + 1 from the prefix up to t.
     """
 
-    def __init__(self, item_seqs, teacher):
+    def __init__(self, item_seqs, target_log_probs):
         super().__init__(item_seqs)
+        self.target_log_probs = target_log_probs
+
+    @classmethod
+    def from_teacher(cls, item_seqs, teacher):
         with torch.no_grad():
             teacher.eval()
             seqs = item_seqs.to(_device(teacher))
             hidden = teacher.encode(seqs[:, :-1])
             scores = teacher.scores(hidden)
             scores[..., 0] = float("-inf")
-            self.target_log_probs = torch.log_softmax(scores, dim=-1).cpu()
+            return cls(item_seqs, torch.log_softmax(scores, dim=-1).cpu())
+
+    @property
+    def label_mask(self):
+        """(m, L - 1): the positions that are trained on (a real item follows a real item)."""
+        return (self.item_seqs[:, 1:] > 0) & (self.item_seqs[:, :-1] > 0)
 
     def loss(self, model, rows):
         seqs = self.item_seqs[rows].to(_device(model))
@@ -104,5 +115,3 @@ class TeacherLabelledSequences(HardSequences):
         hidden = model.encode(seqs[:, :-1])[mask]
         log_pred = F.log_softmax(model.scores(hidden)[:, 1:], dim=-1)
         return F.kl_div(log_pred, targets[mask], reduction="none", log_target=True).sum(-1).mean()
-
-

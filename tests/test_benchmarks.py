@@ -20,7 +20,7 @@ def runs(monkeypatch):
     def fake(name, options, work_dir, variants=paper_table.VARIANTS):
         calls.append((name, dict(options)))
         return {"test": FAKE_METRICS, "table": {"Full": FAKE_METRICS}, "timings": {},
-                "per_seed": [{"test": FAKE_METRICS}, {"test": FAKE_METRICS}]}
+                "per_seed": [{"seed": 3020, "test": FAKE_METRICS}, {"seed": 3021, "test": FAKE_METRICS}]}
 
     monkeypatch.setattr(paper_table, "run_or_reuse", fake)
     return calls
@@ -48,3 +48,19 @@ def test_a_run_option_without_equals_sign_is_rejected_before_any_run(runs, tmp_p
     with pytest.raises((SystemExit, ValueError)):
         paper_table.main(["--methods=random", "--seed", "2026", f"--out={tmp_path}"])
     assert runs == []
+
+
+def test_ior_pairs_runs_by_draw_and_seed_and_needs_two_standard_errors():
+    def runs(values):
+        return {"runs": [{"draw": d, "seed": s, "test": {"ndcg@10": v}}
+                         for (d, s), v in zip([(0, 1), (0, 2), (1, 1), (1, 2)], values)]}
+
+    reference = runs([0.10, 0.20, 0.30, 0.40])
+    clear = paper_table.improvement_over_random(runs([0.11, 0.21, 0.31, 0.42]), reference)
+    assert clear["n"] == 4 and abs(clear["mean"] - 0.0125) < 1e-12 and clear["beyond_2se"]
+    noisy = paper_table.improvement_over_random(runs([0.15, 0.15, 0.35, 0.35]), reference)
+    assert abs(noisy["mean"]) < 1e-12 and not noisy["beyond_2se"]
+    partial = paper_table.improvement_over_random({"runs": runs([0.2, 0.2, 0.2, 0.2])["runs"][:2]}, reference)
+    assert partial["n"] == 2  # only the pairs both have
+    assert paper_table.reference_of("generate_kd", {"label_storage": "topk"}) == "random_kd"
+    assert paper_table.reference_of("kcenter", {"label_storage": "hard"}) == "random"

@@ -50,7 +50,12 @@ def test_asking_for_more_sequences_than_users_is_a_clear_error(toy_data_root, ti
 class UntrainedRealRun:
     """Stands in for the real-data run: its teacher is an untrained model, nothing is trained."""
 
-    manifest = {"test": {"ndcg@10": 0.0}}
+    manifest = {"test": {"ndcg@10": 0.0}, "teacher": "teacher.pt"}
+    name = "untrained"
+
+    def __init__(self, folder):
+        self.folder = folder
+        open(f"{folder}/teacher.pt", "wb").close()
 
     def load_teacher(self, new_model):
         return new_model().eval()
@@ -62,7 +67,7 @@ def test_gradient_based_coresets_run_on_the_pipelines_teacher(method, toy_data_r
     """DEALRec's influence and GORACS's gradient norms differentiate the real-data model: the
     teacher the pipeline hands to the method must allow that (no training, no evaluation here)."""
     ctx = prepare(toy_options(toy_data_root, tiny_bert_dir, tmp_path, method=method, coreset_lissa_depth=5))
-    monkeypatch.setattr(run_module, "ensure_real_run", lambda ctx: UntrainedRealRun())
+    monkeypatch.setattr(run_module, "ensure_real_run", lambda ctx: UntrainedRealRun(str(tmp_path)))
     monkeypatch.setattr(selection, "evaluate_training_set", lambda ctx, sequences, desc: {"test": {}})
     prepare_method_inputs(ctx)
     result = METHODS[method].run(ctx)

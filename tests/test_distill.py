@@ -255,7 +255,7 @@ def test_teacher_labels_are_distributions_over_real_items(ctx):
         for p in teacher.parameters():
             p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     seqs = torch.tensor([[1, 2, 3, 0], [4, 5, 6, 7]])
-    labelled = TeacherLabelledSequences(seqs, teacher)
+    labelled = TeacherLabelledSequences.from_teacher(seqs, teacher)
     probs = labelled.target_log_probs.exp()
     assert torch.allclose(probs.sum(-1), torch.ones(2, 3), atol=1e-5) and (probs[..., 0] == 0).all()
     # the labels are the teacher's own next-item distributions: the teacher is a perfect student
@@ -295,7 +295,7 @@ def test_separate_targets_fit_labels_and_survive_save_load(ctx, tmp_path):
     assert not torch.allclose(inputs, targets)
 
     header = {"dataset": "toy", "item_tokens": None, "n_sequences": 3, "label_mode": "separate"}
-    path = save_synthetic(str(tmp_path / "sep.pt"), summary, header)
+    path = save_synthetic(str(tmp_path / "sep.pt"), summary, header, standalone=True)
     loaded, mode, _ = load_synthetic(path)
     assert loaded.separate_targets and mode.name == "separate"
     assert torch.equal(loaded.full_target_log_probabilities(), summary.full_target_log_probabilities())
@@ -324,7 +324,7 @@ def test_fixed_targets_stay_put_while_the_inputs_are_distilled(ctx, tmp_path):
     assert not torch.allclose(summary.full_log_probabilities(), inputs_before)
 
     path = save_synthetic(str(tmp_path / "fixed.pt"), summary,
-                          {"dataset": "toy", "item_tokens": None, "label_mode": "fixed"})
+                          {"dataset": "toy", "item_tokens": None, "label_mode": "fixed"}, standalone=True)
     loaded, mode, _ = load_synthetic(path)
     assert mode.name == "fixed"
     assert loaded.targets_frozen

@@ -21,7 +21,7 @@ def validation_histories(ctx):
 
 def select_kcenter(ctx, teacher, sequences, n):
     """Greedy k-center over each user's last-position hidden state of the real-data model."""
-    return greedy_k_center(last_hidden_states(teacher, sequences), n, ctx.config["seed"])
+    return greedy_k_center(last_hidden_states(teacher, sequences), n, ctx.selection_seed)
 
 
 def select_dealrec(ctx, teacher, sequences, n):
@@ -39,7 +39,7 @@ def select_dealrec(ctx, teacher, sequences, n):
     effort = per_sample_grad_norms(ctx.new_model(config["seed"]), sequences)
     return dealrec_select(influence, effort, n, effort_weight=config["coreset_dealrec_effort_weight"],
                           prune_ratio=config["coreset_dealrec_prune_ratio"],
-                          n_strata=config["coreset_dealrec_strata"], seed=config["seed"])
+                          n_strata=config["coreset_dealrec_strata"], seed=ctx.selection_seed)
 
 
 def select_goracs(ctx, teacher, sequences, n):

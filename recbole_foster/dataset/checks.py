@@ -51,3 +51,26 @@ def check_atomic_files(config, need_item_file):
                     f"text_fields {absent} are not loaded: add them to load_col['item'] "
                     f"(currently {load_col['item']})."
                 )
+
+
+def count_empty_item_texts(config, dataset):
+    """How many items (padding excluded) have no text: every text field empty, or no .item row.
+
+    Such items all get the same text embedding, so a text-only model cannot tell them apart;
+    the count is logged as a warning and reported in results.json (``empty_item_texts``).
+    """
+    from logging import getLogger
+
+    from recbole_foster.text_embedding import item_texts
+
+    fields = text_fields_of(config)
+    texts = item_texts(dataset, fields)
+    empty = [i for i, text in enumerate(texts) if i > 0 and not text.strip()]
+    if empty:
+        tokens = dataset.field2id_token[dataset.iid_field]
+        examples = ", ".join(str(tokens[i]) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+        getLogger().warning(
+            f"{len(empty)} of {len(texts) - 1} items have an empty or missing text in text_fields {fields} "
+            f"(item ids {examples}); they all get the same text embedding, so the model cannot tell them apart. "
+            "Fill in their text in the .item file, or add a text field that they have.")
+    return len(empty)

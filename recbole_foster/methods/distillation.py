@@ -15,6 +15,7 @@ from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.label_modes import label_mode_of
 from recbole_foster.methods import METHODS
+from recbole_foster.methods.set_files import common_header, describe_set
 from recbole_foster.text_embedding import item_texts, text_fields_of
 from recbole_foster.training_sets import HardSequences
 
@@ -67,20 +68,11 @@ def new_summary(ctx, label_mode):
     return summary, fit
 
 
-def set_header(ctx, label_mode):
-    """What a saved set records besides its tensors (see :mod:`recbole_foster.distill.artifacts`)."""
+def set_header(ctx, label_mode, storage):
+    """What a saved summary records besides its tensors (see :mod:`recbole_foster.distill.artifacts`)."""
     keys = [k for k in ctx.config.final_config_dict if k.startswith(("foster_", "td3_"))] + ["n_sampled_items"]
-    return {
-        "dataset": ctx.config["dataset"],
-        "item_tokens": list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
-        "text_encoder": ctx.text_encoder,
-        "text_fields": text_fields_of(ctx.config),
-        "n_sequences": ctx.n_sequences,
-        "label_mode": label_mode.name,
-        "hyper_parameters": {k: ctx.config[k] for k in keys},
-        "seed": ctx.config["seed"],
-        "teacher_run": ctx.real_run.name,  # whose predictions label a teacher-labelled set
-    }
+    return {**common_header(ctx), "method": ctx.config["method"], "label_mode": label_mode.name,
+            "label_storage": storage, "hyper_parameters": {k: ctx.config[k] for k in keys}}
 
 
 def export_soft_set(ctx, probs, n):
@@ -114,8 +106,15 @@ def distill_and_evaluate(ctx, trainer_class):
     with ctx.timed("distill"):
         trainer.fit(show_progress=True, checkpoint_path=checkpoint)
 
-    path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, set_header(ctx, label_mode))
-    soft, probs = label_mode.training_set(summary, ctx.teacher, config["device"])
+    # Labels of a teacher-labelled summary are kept as label_storage says; the other modes carry
+    # their labels in the summary itself.
+    storage, stored = "summary", None
+    if label_mode.needs_teacher:
+        storage = config["label_storage"]
+        stored = label_mode.stored_labels(summary, ctx.teacher, config["device"], storage, config["label_topk"])
+    path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, set_header(ctx, label_mode, storage),
+                          stored, standalone=bool(config["set_standalone"]))
+    soft, probs = label_mode.training_set(summary, ctx.teacher, config["device"], stored)
     result = evaluate_training_set(ctx, soft, desc=label)
     table = {"Full": ctx.real_run.manifest["test"], label: result["test"]}
     random_result = None
@@ -134,6 +133,8 @@ def distill_and_evaluate(ctx, trainer_class):
         "resumed_at_step": resumed_at,
         **result,
         "label_mode": label_mode.name,
+        "label_storage": storage,
+        **describe_set(ctx, path, needs_teacher=storage == "teacher"),
         "synthetic": path,
         "exported_atomic": export_soft_set(ctx, probs, n),
         "final_entropy": float(mean_entropy(probs[..., 1:])),

@@ -1,11 +1,18 @@
 """Small sets of real users: Random-N, Random-KD-N (teacher's soft labels) and the coresets.
 
-Every set is judged by :func:`~recbole_foster.evaluation.evaluate_training_set`, like a distilled one.
+Every set is saved (``set.pt``, real windows plus any stored labels) and judged by
+:func:`~recbole_foster.evaluation.evaluate_training_set`, like a distilled one. Random-KD's labels
+are kept as ``label_storage`` says: not at all (the teacher labels the set: teacher-assisted), or
+dense / top-k inside the file (self-contained).
 """
 
-from recbole_foster.distill.artifacts import write_atomic_sequences
+import os
+
+from recbole_foster.distill.artifacts import save_windows, write_atomic_sequences
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.methods import METHODS
+from recbole_foster.methods.set_files import common_header, describe_set
+from recbole_foster.stored_labels import compress, expand
 from recbole_foster.text_embedding import item_texts, text_fields_of
 from recbole_foster.training_sets import HardSequences, TeacherLabelledSequences
 
@@ -15,24 +22,49 @@ def _user_tokens(ctx, users):
     return [token[u] for u in users.tolist()]
 
 
-def _result(ctx, label, result, users, **extra):
-    return {**result, "selected_users": _user_tokens(ctx, users), **extra,
+def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None):
+    """Save the windows (and stored labels), judge them, and say what the set is."""
+    header = {**common_header(ctx), "method": ctx.config["method"], "selected_users": _user_tokens(ctx, users),
+              "label_storage": storage}
+    path = save_windows(os.path.join(ctx.output_dir, "set.pt"), sequences, header, stored)
+    result = evaluate_training_set(ctx, training_set, desc=label)
+    exported = None
+    if ctx.config["export_atomic"]:  # the windows as hard sequences; stored soft labels are not exported
+        n = len(sequences)
+        exported = write_atomic_sequences(
+            ctx.config["export_atomic"], f"{ctx.config['dataset']}-{ctx.config['method']}{n}", sequences,
+            header["selected_users"], list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
+            item_texts(ctx.dataset, text_fields_of(ctx.config)))
+    return {**result, **describe_set(ctx, path, needs_teacher=storage == "teacher"), "exported_atomic": exported,
+            "label_storage": storage, "selected_users": header["selected_users"],
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]}}
+
+
+def teacher_labelled(ctx, sequences):
+    """``(training set, stored label tensors, storage)``: the teacher's labels for ``sequences``,
+    as the configured ``label_storage`` keeps them (top-k labels are trained on as stored)."""
+    storage = ctx.config["label_storage"]
+    labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
+    stored = compress(labelled.target_log_probs, labelled.label_mask, storage, ctx.config["label_topk"])
+    if storage == "topk":
+        _, log_probs = expand(stored, labelled.target_log_probs.size(-1))
+        labelled = TeacherLabelledSequences(sequences, log_probs)
+    return labelled, stored, storage
 
 
 def run_random(ctx):
     """N real training users chosen uniformly at random (the run's Random-N draw)."""
     users, sequences = ctx.random_draw
     label = METHODS["random"].row_label(len(users))
-    return _result(ctx, label, evaluate_training_set(ctx, HardSequences(sequences), desc=label), users)
+    return save_and_judge(ctx, label, sequences, users, HardSequences(sequences), storage="hard")
 
 
 def run_random_kd(ctx):
     """The Random-N users trained on the real-data model's soft next-item distributions."""
     users, sequences = ctx.random_draw
     label = METHODS["random_kd"].row_label(len(users))
-    result = evaluate_training_set(ctx, TeacherLabelledSequences(sequences, ctx.teacher), desc=label)
-    return _result(ctx, label, result, users)
+    labelled, stored, storage = teacher_labelled(ctx, sequences)
+    return save_and_judge(ctx, label, sequences, users, labelled, stored, storage)
 
 
 def run_coreset(ctx):
@@ -44,11 +76,11 @@ def run_coreset(ctx):
     with ctx.timed("select"):
         chosen = select(ctx, method, ctx.teacher, sequences, n)
     users, sequences = users[chosen], sequences[chosen]
-    label = METHODS[method].row_label(n)
-    result = evaluate_training_set(ctx, HardSequences(sequences), desc=label)
-    exported = None
-    if ctx.config["export_atomic"]:
-        exported = write_atomic_sequences(
-            ctx.config["export_atomic"], f"{ctx.config['dataset']}-{method}{n}", sequences, _user_tokens(ctx, users),
-            list(ctx.dataset.field2id_token[ctx.dataset.iid_field]), item_texts(ctx.dataset, text_fields_of(ctx.config)))
-    return _result(ctx, label, result, users, exported_atomic=exported)
+    if ctx.config["coreset_labels"] == "teacher":  # selection for coverage, judged like Random-KD
+        label = METHODS[method].row_label(n).replace(f"-{n}", f"-KD-{n}")
+        labelled, stored, storage = teacher_labelled(ctx, sequences)
+        result = save_and_judge(ctx, label, sequences, users, labelled, stored, storage)
+    else:
+        label = METHODS[method].row_label(n)
+        result = save_and_judge(ctx, label, sequences, users, HardSequences(sequences), storage="hard")
+    return result

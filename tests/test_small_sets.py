@@ -1,0 +1,142 @@
+"""Stored labels, set families and sizes, and training from a saved set without the teacher."""
+
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+from recbole_foster.distill.artifacts import NotASet, read_set
+from recbole_foster.methods.generation import teacher_generated_sequences
+from recbole_foster.model.text_sasrec import TextSASRec
+from recbole_foster.run import run
+from recbole_foster.stored_labels import compress, expand, stored_bytes
+from tests.test_distill import FakeCatalog
+from tests.toy_data import as_argv, toy_options
+
+
+TINY = {"n_layers": 1, "n_heads": 1, "hidden_size": 8, "inner_size": 16, "hidden_dropout_prob": 0.0,
+        "attn_dropout_prob": 0.0, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02,
+        "loss_type": "CE", "loss_all_positions": True, "MAX_ITEM_LIST_LENGTH": 6, "ITEM_ID_FIELD": "item_id",
+        "LIST_SUFFIX": "_list", "ITEM_LIST_LENGTH_FIELD": "item_length", "NEG_PREFIX": "neg_",
+        "USER_ID_FIELD": "user_id", "device": "cpu"}
+
+
+def tiny_model(seed, n_items=30):
+    torch.manual_seed(seed)
+    return TextSASRec(TINY, FakeCatalog(n_items))
+
+
+def random_labels(m=3, n=5, n_items=12, seed=0):
+    logits = torch.randn(m, n, n_items, generator=torch.Generator().manual_seed(seed)) * 3
+    logits[..., 0] = -math.inf
+    mask = torch.ones(m, n, dtype=torch.bool)
+    mask[:, 0] = False
+    mask[1, 3:] = False
+    return torch.log_softmax(logits, -1), mask
+
+
+def test_dense_storage_round_trips_exactly():
+    log_probs, mask = random_labels()
+    stored = compress(log_probs, mask, "dense")
+    back_mask, back = expand(stored, log_probs.size(-1))
+    assert torch.equal(back_mask, mask)
+    assert torch.equal(back[mask], log_probs[mask])
+    assert stored_bytes(stored) == mask.sum() * 12 * 4 + mask.numel()
+
+
+def test_topk_keeps_the_k_largest_and_spreads_the_rest_evenly():
+    log_probs, mask = random_labels()
+    k = 3
+    stored = compress(log_probs, mask, "topk", k)
+    _, back = expand(stored, 12)
+    probs, back_probs = log_probs[mask].exp(), back[mask].exp()
+    assert torch.allclose(back_probs.sum(-1), torch.ones(len(probs)), atol=1e-3)  # distributions
+    assert torch.all(back_probs[:, 0] == 0)  # padding never gets mass
+    top = probs.topk(k, -1)
+    assert torch.allclose(back_probs.gather(1, top.indices), top.values, atol=1e-3)  # float16
+    rest = torch.ones_like(back_probs, dtype=torch.bool)
+    rest.scatter_(1, top.indices, False)
+    rest[:, 0] = False
+    others = back_probs[rest].reshape(len(probs), -1)
+    expected = (1 - top.values.sum(-1, keepdim=True)) / (12 - 1 - k)
+    assert torch.allclose(others, expected.expand_as(others), atol=1e-3)
+    assert stored_bytes(stored) == mask.sum() * k * (2 + 4) + mask.numel()
+
+
+def test_teacher_storage_stores_nothing_and_bad_settings_are_refused():
+    log_probs, mask = random_labels()
+    assert compress(log_probs, mask, "teacher") == {}
+    with pytest.raises(ValueError, match="label_storage"):
+        compress(log_probs, mask, "sparse")
+    with pytest.raises(ValueError, match="label_topk"):
+        compress(log_probs, mask, "topk", 11)
+
+
+def test_teacher_generated_sequences_start_from_the_given_items_and_never_repeat():
+    teacher = tiny_model(0)
+    first = torch.tensor([3, 7, 11])
+    seqs = teacher_generated_sequences(teacher, first, 6, 1.0, torch.Generator().manual_seed(1))
+    assert seqs.shape == (3, 6) and torch.equal(seqs[:, 0], first)
+    assert (seqs > 0).all() and all(len(set(row.tolist())) == 6 for row in seqs)
+    again = teacher_generated_sequences(teacher, first, 6, 1.0, torch.Generator().manual_seed(1))
+    assert torch.equal(seqs, again)  # seeded
+
+
+@pytest.mark.slow
+def test_self_contained_set_trains_without_the_teacher_and_reports_its_family(toy_data_root, tiny_bert_dir,
+                                                                               tmp_path):
+    base = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="random_kd", distilled_eval_seeds=1)
+    kept = run(as_argv({**base, "label_storage": "topk", "label_topk": 5, "output_dir": str(tmp_path / "topk")}))
+    assisted = run(as_argv({**base, "output_dir": str(tmp_path / "teacher")}))
+    assert kept["family"] == "self-contained" and assisted["family"] == "teacher-assisted"
+    assert assisted["artifact_bytes"] == (os.path.getsize(assisted["set_file"])
+                                          + assisted["artifact_bytes_parts"]["teacher_checkpoint"])
+    assert kept["artifact_bytes"] == os.path.getsize(kept["set_file"])
+    header, _ = read_set(kept["set_file"])
+    assert header["label_storage"] == "topk" and header["format"] == "recbole_foster.windows/1"
+
+    # Without the real-data run on disk (teacher and anchors gone) the self-contained set still trains,
+    # with the same metrics; the teacher-assisted one is refused before anything is trained.
+    shutil.rmtree(base["anchor_dir"])
+    again = run(as_argv({**base, "method": "eval", "synthetic": kept["set_file"], "output_dir": str(tmp_path / "e")}))
+    assert again["test"] == kept["test"] and again["family"] == "self-contained"
+    assert not os.path.exists(base["anchor_dir"])  # nothing was trained for it
+
+
+@pytest.mark.slow
+def test_teacher_labelled_summary_with_stored_labels_is_self_contained(toy_data_root, tiny_bert_dir, tmp_path):
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="foster", foster_targets="teacher",
+                          label_storage="dense", foster_compare_random="False", distilled_eval_seeds=1)
+    first = run(as_argv(options))
+    assert first["family"] == "self-contained" and first["label_storage"] == "dense"
+    header, payload = read_set(first["synthetic"])
+    assert "item_factor" not in payload and header["text_embedding_key"]  # referenced, not copied
+    shutil.rmtree(options["anchor_dir"])
+    again = run(as_argv({**options, "method": "eval", "synthetic": first["synthetic"],
+                         "output_dir": str(tmp_path / "eval")}))
+    assert again["test"] == first["test"]
+
+
+def test_a_file_that_is_not_a_set_is_named_as_such(tmp_path):
+    path = tmp_path / "garbage.pt"
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(NotASet, match="not a recbole_foster set"):
+        read_set(str(path))
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(NotASet, match="no header"):
+        read_set(str(tmp_path / "other.pt"))
+
+
+def test_paper_compatible_student_takes_only_the_teachers_embeddings():
+    from recbole_foster.evaluation import copy_teacher_embeddings
+
+    teacher, student = tiny_model(0), tiny_model(1)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    taken = copy_teacher_embeddings(student, teacher)
+    assert taken == ["item_embedding.projection.bias", "item_embedding.projection.weight", "position_embedding.weight"]
+    own, theirs = student.state_dict(), teacher.state_dict()
+    for key in own:
+        assert torch.equal(own[key], theirs[key] if key in taken else before[key]), key
+    assert not torch.equal(before["position_embedding.weight"], theirs["position_embedding.weight"])
