@@ -109,7 +109,9 @@ def reference_of(method, results):
 
 def row_of(method, results, n):
     metrics = results["test"]
-    row = {"method": LABELS[method] + ("" if method == "full" else f"-{n}"),
+    own = [k for k in results.get("table", {}) if k != "Full"]  # the run's own label, e.g. K-Center-KD-20
+    label = own[0] if own and method in REGISTRY and method != "full" else LABELS[method] + ("" if method == "full" else f"-{n}")
+    row = {"method": label,
            **{k: metrics.get(k) for k in REPORTED_METRICS}, **{f"{k}_std": metrics.get(f"{k}_std") for k in REPORTED_METRICS}}
     timings = results.get("timings", {})
     row["seconds"] = {k: round(v, 1) for k, v in timings.items()}

@@ -140,3 +140,14 @@ def test_paper_compatible_student_takes_only_the_teachers_embeddings():
     for key in own:
         assert torch.equal(own[key], theirs[key] if key in taken else before[key]), key
     assert not torch.equal(before["position_embedding.weight"], theirs["position_embedding.weight"])
+
+
+@pytest.mark.slow
+def test_a_coreset_with_teacher_labels_is_judged_like_random_kd(toy_data_root, tiny_bert_dir, tmp_path):
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="kcenter", coreset_labels="teacher",
+                          label_storage="topk", label_topk=5, distilled_eval_seeds=1)
+    result = run(as_argv(options))
+    assert set(result["table"]) == {"Full", "K-Center-KD-4"}
+    assert result["family"] == "self-contained" and result["label_storage"] == "topk"
+    _, payload = read_set(result["set_file"])
+    assert payload["label_topk_probs"].shape[-1] == 5

@@ -36,6 +36,8 @@ METHODS = {m.name: m for m in [
     Method("kcenter", "K-Center", _M + "selection:run_coreset", "coreset: greedy k-center on the teacher's user states"),
     Method("dealrec", "DEALRec", _M + "selection:run_coreset", "coreset: DEALRec influence + effort score strata"),
     Method("goracs", "GORACS", _M + "selection:run_coreset", "coreset: GORACS optimal-transport match to validation"),
+    Method("kcenter_kd", "K-Center-KD", _M + "selection:run_kcenter_kd",
+           "K-Center's windows (coverage of the teacher's user states) with the teacher's labels (label_storage)"),
     Method("generate_kd", "Generate-KD", _M + "generation:run_generate_kd",
            "N sequences sampled from the teacher, with the teacher's labels (label_storage)"),
     Method("td3", "TD3", _M + "distillation:run_td3",

@@ -68,19 +68,28 @@ def run_random_kd(ctx):
 
 
 def run_coreset(ctx):
-    """``--method=kcenter|dealrec|goracs``: N real users chosen by a coreset algorithm, judged like Random-N."""
+    """``--method=kcenter|dealrec|goracs``: N real users chosen by a coreset algorithm, judged like
+    Random-N (``coreset_labels: teacher``: with the teacher's labels, judged like Random-KD-N)."""
+    return _coreset(ctx, ctx.config["method"], teacher_labels=ctx.config["coreset_labels"] == "teacher")
+
+
+def run_kcenter_kd(ctx):
+    """``--method=kcenter_kd``: the windows that cover the teacher's user states (greedy k-center
+    on its last hidden state), with the teacher's labels kept as ``label_storage`` says."""
+    return _coreset(ctx, "kcenter", teacher_labels=True)
+
+
+def _coreset(ctx, selector, teacher_labels):
     from recbole_foster.coreset.selectors import select
 
-    method, n = ctx.config["method"], ctx.n_sequences
+    n = ctx.n_sequences
     users, sequences = ctx.candidates
     with ctx.timed("select"):
-        chosen = select(ctx, method, ctx.teacher, sequences, n)
+        chosen = select(ctx, selector, ctx.teacher, sequences, n)
     users, sequences = users[chosen], sequences[chosen]
-    if ctx.config["coreset_labels"] == "teacher":  # selection for coverage, judged like Random-KD
-        label = METHODS[method].row_label(n).replace(f"-{n}", f"-KD-{n}")
+    if teacher_labels:
         labelled, stored, storage = teacher_labelled(ctx, sequences)
-        result = save_and_judge(ctx, label, sequences, users, labelled, stored, storage)
-    else:
-        label = METHODS[method].row_label(n)
-        result = save_and_judge(ctx, label, sequences, users, HardSequences(sequences), storage="hard")
-    return result
+        label = f"{METHODS[selector].label}-KD-{n}"
+        return save_and_judge(ctx, label, sequences, users, labelled, stored, storage)
+    label = METHODS[selector].row_label(n)
+    return save_and_judge(ctx, label, sequences, users, HardSequences(sequences), storage="hard")
