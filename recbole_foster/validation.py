@@ -61,7 +61,7 @@ CHOICES = {
 }
 LITERAL_CHOICES = {"foster_export_mode": ("top1", "sample")}
 DISTILLATION_METHODS = ("foster", "td3")
-CHECKPOINT_FILE = "distill_checkpoint.pt"  # methods/distillation.py writes it into the output folder
+CHECKPOINT_FILE = "distill_checkpoint.pt"  # what a distillation writes into its output folder to resume
 
 
 # ----- unknown keys -----

@@ -18,6 +18,7 @@ from recbole_foster.methods import METHODS
 from recbole_foster.methods.set_files import common_header, describe_set
 from recbole_foster.text_embedding import item_texts, text_fields_of
 from recbole_foster.training_sets import HardSequences
+from recbole_foster.validation import CHECKPOINT_FILE
 
 INITS = ("real", "random")
 
@@ -95,7 +96,7 @@ def distill_and_evaluate(ctx, trainer_class):
     trainer = trainer_class(config, ctx.new_model(config["seed"]), ctx.teacher, summary, ctx.train_data.dataset,
                             ctx.real_run, ctx.real_run.anchors(config["foster_anchor_start"]), label_mode)
 
-    checkpoint = os.path.join(ctx.output_dir, "distill_checkpoint.pt")
+    checkpoint = os.path.join(ctx.output_dir, CHECKPOINT_FILE)
     resumed_at = None  # timings["distill"] then covers only the steps after this one
     if config["resume"]:
         if not os.path.isfile(checkpoint):
