@@ -47,8 +47,3 @@ METHODS = {m.name: m for m in [
     Method("eval", "Saved set", _M + "saved_set:run_eval", "train on a saved set (--synthetic=PATH) and report",
            small_set=False),
 ]}
-CORESET_METHODS = ("kcenter", "dealrec", "goracs")
-
-
-def method_of(name):
-    return METHODS[name]
