@@ -69,6 +69,7 @@ class RunContext:
         self.real_run = None  # set by the pipeline before the method runs
         self.teacher = None
         self.saved_set = None
+        self.input_notes = {}  # what input checking found (empty item texts, dropped lines)
 
     @contextmanager
     def timed(self, phase):
@@ -218,7 +219,7 @@ def run(argv):
         "student_init": config["distilled_student_init"],  # teacher_embeddings = paper-compatible, leaks
         "seed": config["seed"],
         "text_encoder": ctx.text_encoder,
-        **getattr(ctx, "input_notes", {}),  # empty_item_texts, malformed_lines_dropped
+        **ctx.input_notes,  # empty_item_texts, malformed_lines_dropped
         **outcome,
         "timings": timings,
         "peak_mem_mb": max(peaks.values()),

@@ -8,6 +8,7 @@ import torch
 from recbole_foster.distill.dh import conditional_distance, dh_loss, semantic_distance, total_variation
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.model.text_sasrec import TextSASRec
+from tests.test_coreset import Catalog
 
 
 class IdentityTeacher:
@@ -100,16 +101,6 @@ def test_dh_pairs_are_always_two_different_items():
     assert dh_loss(teacher, uniform, torch.arange(6), 200, torch.Generator().manual_seed(3)) == pytest.approx(
         d_sem ** 2)
     assert torch.isfinite(dh_loss(teacher, probs, torch.arange(6), 200, torch.Generator().manual_seed(3)))
-
-
-class Catalog:
-    def __init__(self, n_items, dim=8):
-        self.n_items = n_items
-        self.item_text_embeddings = torch.randn(n_items, dim, generator=torch.Generator().manual_seed(0))
-        self.item_text_embeddings[0] = 0
-
-    def num(self, field):
-        return self.n_items
 
 
 @pytest.fixture(scope="module")
