@@ -30,6 +30,8 @@ def common_header(ctx):
 
 def describe_set(ctx, path, needs_teacher):
     """``family``, ``artifact_bytes`` (and what they are made of) of a saved set."""
+    # a student started from the teacher's embeddings (paper-compatible protocol) needs the teacher too
+    needs_teacher = needs_teacher or ctx.config["distilled_student_init"] == "teacher_embeddings"
     sizes = {"set_file": os.path.getsize(path)}  # a self-contained set needs no real-data run here
     if needs_teacher:
         sizes["teacher_checkpoint"] = os.path.getsize(os.path.join(ctx.real_run.folder, ctx.real_run.manifest["teacher"]))
