@@ -10,6 +10,7 @@ import re
 import sys
 import textwrap
 
+from recbole_foster.config import uses_item_text
 from recbole_foster.methods import METHODS
 
 RULE = 78
@@ -26,7 +27,7 @@ def banner(title, *lines):
 
 
 def _requires_text(config):
-    return bool(getattr(config.model_class, "requires_item_text", False))
+    return uses_item_text(config)
 
 
 def _n(ctx):
@@ -102,7 +103,7 @@ def method_banner(ctx):
         banner("Full", "the real-data run's own metrics: nothing more to train.")
         return
     if name == "eval":
-        banner("Saved set", f"training on {config['synthetic']} (read as plain tensors), judged like any small set.")
+        banner("Saved set", f"training on {config['synthetic']} (a set file is read as plain tensors; an exported folder through its atomic files), judged like any small set.")
         return
     summary = _with_n(method.summary, n)
     lines = [summary]

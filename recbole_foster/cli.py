@@ -60,14 +60,16 @@ main options:
   --dataset=NAME          RecBole dataset name (default ml-100k, shipped with recbole)
   --data_path=DIR         folder that holds <dataset>/<dataset>.inter and .item
   --n_sequences=N         size of the small training set (default 20)
-  --model=NAME            TextSASRec (default) or a RecBole model for --method=full
+  --model=NAME            TextSASRec (default), TextGRU4Rec, TextNARM, TextBERT4Rec, SASRec, GRU4Rec,
+                          NARM, BERT4Rec (any RecBole model for --method=full); which methods take which:
+                          docs/transfer.md
   --eval_protocol=P       loo (leave-one-out) | global_temporal (the paper's 8:1:1 time split)
   --seed=S                seed of the real-data run and of the method (default 2020)
   --selection_seed=S      which random users Random-N / Random-KD-N / the warm start draw
   --config_files=a.yaml,b.yaml   your YAML files (plugin defaults < files < command line)
   --output_dir=DIR        where results.json goes (default outputs/<dataset>/<model>/<method>-N/seed<S>)
-  --synthetic=PATH        a saved set for --method=eval
-  --export_atomic=DIR     also write the set as RecBole atomic files
+  --synthetic=PATH        a saved set for --method=eval (synthetic.pt, set.pt or an --export_atomic folder)
+  --export_atomic=DIR     also write the set as RecBole atomic files (+ a soft-labels sidecar)
   --resume                continue an interrupted distillation from its checkpoint
   --skip_malformed=True   drop .inter/.item lines with the wrong number of fields (default: stop, naming them)
   --verbose=True          also print RecBole's full config

@@ -20,7 +20,12 @@ PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prope
 # properties/overall/*.yaml, loaded in this order (no key is in two of them).
 OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation")
 
-PLUGIN_MODELS = {"TextSASRec": "recbole_foster.model.text_sasrec"}
+PLUGIN_MODELS = {
+    "TextSASRec": "recbole_foster.model.text_sasrec",
+    "TextGRU4Rec": "recbole_foster.model.text_models",
+    "TextNARM": "recbole_foster.model.text_models",
+    "TextBERT4Rec": "recbole_foster.model.text_models",
+}
 
 
 def get_model(model_name):
@@ -36,6 +41,23 @@ def get_model(model_name):
             f"`model` [{model_name}] is neither a recbole_foster model ({known}) nor a RecBole "
             "model. Check the spelling (model names are case-sensitive, e.g. TextSASRec, SASRec)."
         ) from None
+
+
+def uses_item_text(config):
+    """Whether the run reads the item texts: a text-based model, or ``--method=eval`` of a distilled
+    summary whose item factor is the dataset's text embeddings (any model then needs them to turn
+    the set into item distributions)."""
+    if getattr(config.model_class, "requires_item_text", False):
+        return True
+    if config["method"] != "eval" or not config["synthetic"]:
+        return False
+    from recbole_foster.distill.artifacts import FORMAT, NotASet, read_set
+
+    try:
+        header, payload = read_set(str(config["synthetic"]))
+    except (NotASet, OSError):
+        return False  # reported by validation
+    return header.get("format") == FORMAT and "item_factor" not in payload
 
 
 def get_trainer(model_type, model_name):

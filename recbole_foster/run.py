@@ -20,7 +20,7 @@ from recbole.data import data_preparation
 from recbole.utils import init_logger, init_seed
 
 from recbole_foster.cli import CLIError, HelpRequested, parse_args, usage
-from recbole_foster.config import FosterConfig, get_model, get_trainer
+from recbole_foster.config import FosterConfig, get_model, get_trainer, uses_item_text
 from recbole_foster.dataset import create_dataset
 from recbole_foster.distill.artifacts import NotASet
 from recbole_foster.dataset.sequences import draw_users, user_training_sequences
@@ -143,8 +143,6 @@ def prepare(options):
         if config["n_sequences"] is None:
             config["n_sequences"] = DEFAULT_N_SEQUENCES
         config["n_sequences"] = _positive_int(config, "n_sequences")
-        if not getattr(config.model_class, "requires_item_text", False):
-            raise CLIError(f"--method={method} needs a text-based model (TextSASRec), not {config['model']}.")
     output_dir = config["output_dir"] or default_output_dir(config)
     config["output_dir"] = output_dir
     input_notes = validation.validate_run(config, options, PLUGIN_KEYS)  # every input, before anything is written
@@ -168,7 +166,7 @@ def prepare(options):
     ctx.timings["data"] = data_seconds
     ctx.input_notes = {**input_notes, "empty_item_texts": validation.empty_item_texts(config, dataset)}
     with ctx.timed("embed"):
-        if getattr(config.model_class, "requires_item_text", False):
+        if uses_item_text(config):
             text_encoder = attach_item_text_embeddings(config, dataset, show_progress=True)
             for split in (train_data, valid_data, test_data):  # the splits are copies of dataset
                 split.dataset.item_text_embeddings = dataset.item_text_embeddings

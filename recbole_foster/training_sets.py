@@ -9,6 +9,8 @@ over the catalog: distilled sets). Each has ``len()`` and ``loss(model, rows)``,
 import torch
 import torch.nn.functional as F
 
+from recbole_foster.model import students
+
 
 def _device(model):
     return next(model.parameters()).device
@@ -24,9 +26,9 @@ def soft_sequence_loss(model, log_probs, item_ids, target_log_probs=None):
     differentiating ``p log p`` through a probability that underflowed to 0 gives NaN.
     """
     targets = log_probs if target_log_probs is None else target_log_probs
-    hidden = model.encode_soft(log_probs[:, :-1].exp(), item_ids)
-    log_pred = F.log_softmax(model.scores(hidden, item_ids), dim=-1)
-    return F.kl_div(log_pred, targets[:, 1:], reduction="none", log_target=True).sum(-1).mean()
+    hidden, used = students.target_hidden(model, log_probs.exp(), item_ids)
+    log_pred = F.log_softmax(students.scores(model, hidden[used], item_ids), dim=-1)
+    return F.kl_div(log_pred, targets[:, 1:][used], reduction="none", log_target=True).sum(-1).mean()
 
 
 def teacher_soft_labels(teacher, log_probs, item_ids):
@@ -75,10 +77,9 @@ class HardSequences:
 
     def loss(self, model, rows):
         seqs = self.item_seqs[rows].to(_device(model))
-        hidden = model.encode(seqs[:, :-1])
         targets = seqs[:, 1:]
-        mask = (targets > 0) & (seqs[:, :-1] > 0)
-        return F.cross_entropy(model.scores(hidden[mask]), targets[mask])
+        hidden, used = students.target_hidden(model, seqs, has_target=targets > 0)
+        return F.cross_entropy(students.scores(model, hidden[used]), targets[used])
 
 
 class TeacherLabelledSequences(HardSequences):
@@ -95,13 +96,7 @@ class TeacherLabelledSequences(HardSequences):
 
     @classmethod
     def from_teacher(cls, item_seqs, teacher):
-        with torch.no_grad():
-            teacher.eval()
-            seqs = item_seqs.to(_device(teacher))
-            hidden = teacher.encode(seqs[:, :-1])
-            scores = teacher.scores(hidden)
-            scores[..., 0] = float("-inf")
-            return cls(item_seqs, torch.log_softmax(scores, dim=-1).cpu())
+        return cls(item_seqs, students.next_item_log_probs(teacher, item_seqs))
 
     @property
     def label_mask(self):
@@ -111,7 +106,6 @@ class TeacherLabelledSequences(HardSequences):
     def loss(self, model, rows):
         seqs = self.item_seqs[rows].to(_device(model))
         targets = self.target_log_probs[rows].to(seqs.device)[..., 1:]
-        mask = (seqs[:, 1:] > 0) & (seqs[:, :-1] > 0)
-        hidden = model.encode(seqs[:, :-1])[mask]
-        log_pred = F.log_softmax(model.scores(hidden)[:, 1:], dim=-1)
-        return F.kl_div(log_pred, targets[mask], reduction="none", log_target=True).sum(-1).mean()
+        hidden, used = students.target_hidden(model, seqs, has_target=seqs[:, 1:] > 0)
+        log_pred = F.log_softmax(students.scores(model, hidden[used])[:, 1:], dim=-1)
+        return F.kl_div(log_pred, targets[used], reduction="none", log_target=True).sum(-1).mean()

@@ -24,6 +24,7 @@ import importlib
 import os
 
 from recbole_foster.cli import CLIError
+from recbole_foster.config import uses_item_text
 
 # Keys RecBole reads without a default in its YAML files (so they are not in the resolved config
 # unless given): distributed settings, the file encoding, the per-split negative sampling.
@@ -152,12 +153,23 @@ def allowed_values(key):
 # ----- files and combinations -----
 def check_saved_set_file(path):
     """``--synthetic`` names a recbole_foster set: read with ``torch.load(weights_only=True)`` and a
-    header of a known format (:func:`recbole_foster.distill.artifacts.read_set`); never executes
-    anything in the file, and never advises disabling safe loading."""
-    from recbole_foster.distill.artifacts import NotASet, read_set
+    header of a known format (:func:`recbole_foster.distill.artifacts.read_set`), or a folder written
+    by ``--export_atomic`` (``<name>/<name>.inter``, its soft-labels sidecar read the same safe way);
+    never executes anything in the file, and never advises disabling safe loading."""
+    from recbole_foster.distill.artifacts import (
+        NotASet, atomic_inter_file, read_set, read_soft_labels, soft_labels_file,
+    )
 
-    if os.path.isdir(path):
-        raise CLIError(f"--synthetic={path} is a folder; pass the set file in it (synthetic.pt or set.pt).")
+    if os.path.isdir(path):  # a set exported by --export_atomic: <name>/<name>.inter (+ its soft-labels sidecar)
+        if not os.path.isfile(atomic_inter_file(path)):
+            raise CLIError(f"--synthetic={path} is a folder without {os.path.basename(atomic_inter_file(path))}; "
+                           "pass a set file (synthetic.pt or set.pt) or a folder written by --export_atomic.")
+        if os.path.isfile(soft_labels_file(path)):
+            try:
+                read_soft_labels(soft_labels_file(path))
+            except NotASet as error:
+                raise CLIError(f"--synthetic: {error}") from None
+        return
     if not os.path.isfile(path):
         raise CLIError(f"--synthetic={path}: no such file (a synthetic.pt or set.pt written by a run).")
     try:
@@ -190,15 +202,34 @@ def _why_unreadable(path):
     return "it cannot be read as plain tensors."
 
 
+def check_model_for_method(config):
+    """``--model`` is one the method can train or build a set with (``Method.models``)."""
+    from recbole_foster.methods import METHODS, MODEL_SUPPORT
+    from recbole_foster.model import students
+
+    method, name = METHODS[config["method"]], config["model"]
+    if method.models == "any":
+        return
+    if method.models == "TextSASRec":
+        ok = name == "TextSASRec"
+    else:
+        try:
+            ok = students.is_causal(config.model_class) or method.models == "student"
+        except students.UnsupportedModel:
+            ok = False
+    if not ok:
+        raise CLIError(f"--method={method.name} needs {MODEL_SUPPORT[method.models]}; got --model={name}. "
+                       "Build the set with TextSASRec and train other models on it with "
+                       "--method=eval --synthetic=PATH --model=NAME.")
+
+
 def check_combinations(config, options):
     method = config["method"]
     if config["synthetic"] and method != "eval":
         raise CLIError(f"--synthetic is read only by --method=eval (this run is --method={method}); "
                        "add --method=eval or drop --synthetic.")
     if method == "eval" and not config["synthetic"]:
-        raise CLIError("--method=eval needs --synthetic=PATH (a synthetic.pt or set.pt written by a run).")
-    if method == "eval" and not getattr(config.model_class, "requires_item_text", False):
-        raise CLIError(f"--method=eval trains a text-based model (TextSASRec), not {config['model']}.")
+        raise CLIError("--method=eval needs --synthetic=PATH (a synthetic.pt or set.pt written by a run, or a folder written by --export_atomic).")
     if config["resume"] is True:
         if method not in DISTILLATION_METHODS:
             raise CLIError(f"--resume continues an interrupted distillation (--method=foster or td3); "
@@ -210,7 +241,7 @@ def check_combinations(config, options):
     if config["export_atomic"] and method == "full":
         raise CLIError("--export_atomic writes a small set as atomic files; --method=full builds none.")
     encoder = str(config["text_encoder"] or "")
-    if getattr(config.model_class, "requires_item_text", False) and encoder.startswith(("/", "./", "../", "~")) \
+    if uses_item_text(config) and encoder.startswith(("/", "./", "../", "~")) \
             and not os.path.isdir(os.path.expanduser(encoder)):
         raise CLIError(f"--text_encoder={encoder}: no such folder (a local HuggingFace model folder, or a hub id).")
     if method in DISTILLATION_METHODS:
@@ -233,12 +264,13 @@ def validate_run(config, options, plugin_keys=()):
     """
     from recbole_foster.dataset.atomic_files import prepare_atomic_files
 
+    check_model_for_method(config)  # first: with another model, the other options may not apply either
     check_known_keys(config, options, plugin_keys)
     check_values(config, options)
     check_combinations(config, options)
     if config["method"] == "eval":
         check_saved_set_file(str(config["synthetic"]))
-    return prepare_atomic_files(config, needs_item_text=getattr(config.model_class, "requires_item_text", False))
+    return prepare_atomic_files(config, needs_item_text=uses_item_text(config))
 
 
 # ----- the output folder -----
@@ -270,7 +302,7 @@ def remove_empty_output_dirs():
 
 def empty_item_texts(config, dataset):
     """Items without text (warned about; None for a model that reads no item text)."""
-    if not getattr(config.model_class, "requires_item_text", False):
+    if not uses_item_text(config):
         return None
     from recbole_foster.dataset.checks import count_empty_item_texts
 

@@ -10,6 +10,7 @@ import torch
 from recbole_foster.coreset.dealrec import dealrec_select
 from recbole_foster.coreset.goracs import goracs_cost, goracs_select
 from recbole_foster.coreset.kcenter import greedy_k_center
+from recbole_foster.model import students
 from recbole_foster.coreset.signals import influence_scores, last_hidden_states, per_sample_grad_norms
 
 
@@ -31,15 +32,25 @@ def select_dealrec(ctx, teacher, sequences, n):
     starts from there), so its gradient norm measures how much a sample would move it.
     """
     config = ctx.config
-    last_layer = config["n_layers"] - 1
-    params = [f"trm_encoder.layer.{last_layer}.multi_head_attention.dense.weight"]  # as DEALRec: one matrix
-    influence = influence_scores(teacher, sequences, params, depth=config["coreset_lissa_depth"],
+    influence = influence_scores(teacher, sequences, influence_parameters(teacher), depth=config["coreset_lissa_depth"],
                                  damping=config["coreset_lissa_damping"], scale=config["coreset_lissa_scale"],
                                  seed=config["seed"])
     effort = per_sample_grad_norms(ctx.new_model(config["seed"]), sequences)
     return dealrec_select(influence, effort, n, effort_weight=config["coreset_dealrec_effort_weight"],
                           prune_ratio=config["coreset_dealrec_prune_ratio"],
                           n_strata=config["coreset_dealrec_strata"], seed=ctx.selection_seed)
+
+
+def influence_parameters(model):
+    """As DEALRec: influence is taken over one weight matrix near the output of the encoder."""
+    kind = students.family(model)
+    if kind == "SASRec":
+        return [f"trm_encoder.layer.{model.n_layers - 1}.multi_head_attention.dense.weight"]
+    if kind == "GRU4Rec":
+        return ["dense.weight"]
+    if kind == "NARM":
+        return ["b.weight"]
+    raise students.UnsupportedModel(f"DEALRec's influence is not defined here for {type(model).__name__}.")
 
 
 def select_goracs(ctx, teacher, sequences, n):

@@ -20,6 +20,8 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from tqdm import tqdm
 
+from recbole_foster.model import students
+
 
 @contextlib.contextmanager
 def _eval_mode(model):
@@ -43,7 +45,7 @@ def sequence_losses(model, seqs):
     vmap-compatible. A sequence with no target (one item) has loss 0 and gradient 0.
     """
     inputs, targets = seqs[:, :-1], seqs[:, 1:]
-    logits = model.scores(model.encode(inputs))  # (B, L-1, n_items)
+    logits = students.scores(model, students.encode(model, inputs))  # (B, L-1, n_items)
     ce = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
     mask = ((targets > 0) & (inputs > 0)).to(ce.dtype)
     return (ce * mask).sum(1) / mask.sum(1).clamp_min(1)
@@ -130,7 +132,7 @@ def last_hidden_states(model, item_seqs, batch_size=256):
     with _eval_mode(model):
         for seqs in _batches(item_seqs, batch_size, _device(model)):
             last = (seqs > 0).sum(1).clamp_min(1) - 1
-            out.append(model.encode(seqs)[torch.arange(len(seqs), device=seqs.device), last].cpu())
+            out.append(students.encode(model, seqs)[torch.arange(len(seqs), device=seqs.device), last].cpu())
     return torch.cat(out)
 
 

@@ -10,6 +10,7 @@ from recbole.data import create_dataset as recbole_create_dataset
 from recbole_foster.dataset.checks import DatasetError, check_atomic_files
 from recbole_foster.dataset.protocol import eval_protocol_of, global_temporal_dataset
 from recbole_foster.dataset.windowing import WindowedSequentialDataset, window_rows
+from recbole_foster.config import uses_item_text
 
 __all__ = ["DatasetError", "WindowedSequentialDataset", "create_dataset", "window_rows"]
 
@@ -23,7 +24,7 @@ def create_dataset(config):
     ``train_window`` is on (the default) and the loss covers every position (``loss_all_positions``); otherwise the dataset is RecBole's own.
     """
     protocol = eval_protocol_of(config)
-    check_atomic_files(config, need_item_file=getattr(config.model_class, "requires_item_text", False))
+    check_atomic_files(config, need_item_file=uses_item_text(config))
     windowed = bool(getattr(config.model_class, "trains_all_positions", False) and config["train_window"]
                     and config["loss_all_positions"] is not False)
     if protocol == "global_temporal":

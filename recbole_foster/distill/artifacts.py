@@ -12,11 +12,15 @@ dataset, a fingerprint of the item id tokens in row order, the label mode or sto
 teacher labels a teacher-assisted set, and the text embedding the set was built on: the
 embedding table itself is *referenced* (encoder, fields, pooling and a hash of every item text)
 and rebuilt from the dataset, not copied, unless ``standalone`` asks for a copy.
-``export_atomic`` writes hard sequences as RecBole atomic files.
+:func:`write_atomic_sequences` exports a set as RecBole atomic files (``--export_atomic``), so
+that any RecBole model, or any other tool, can train on it; a set with self-contained soft labels
+also gets a sidecar of them (:func:`write_soft_labels`, format ``recbole_foster.soft_labels/1``,
+keyed by item tokens). :func:`load_atomic_set` reads such a folder back (``--method=eval``).
 """
 
 import hashlib
 import json
+import math
 import os
 
 import torch
@@ -165,33 +169,46 @@ def label_storage_of(header):
     return storage
 
 
-def export_atomic(folder, name, probs, item_tokens, item_texts=None, mode="top1", seed=0):
-    """Write a distilled set as atomic files: one hard sequence per synthetic user.
-
-    ``mode`` = "top1" takes the most likely item per position, "sample" draws one.
-    """
+def hard_sequences(probs, mode="top1", seed=0):
+    """(m, n) item ids of soft sequences (m, n, n_items): ``mode`` = "top1" takes the most likely
+    item per position, "sample" draws one (seeded)."""
     if mode == "top1":
-        items = probs.argmax(-1)
-    elif mode == "sample":
+        return probs.argmax(-1)
+    if mode == "sample":
         generator = torch.Generator().manual_seed(seed)
         flat = probs.reshape(-1, probs.size(-1))
-        items = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:2])
-    else:
-        raise ValueError(f"export mode must be 'top1' or 'sample', got {mode!r}.")
-    users = [f"synthetic_{u}" for u in range(items.size(0))]
-    return write_atomic_sequences(folder, name, items, users, item_tokens, item_texts)
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:2])
+    raise ValueError(f"export mode must be 'top1' or 'sample', got {mode!r}.")
 
 
-def write_atomic_sequences(folder, name, items, user_tokens, item_tokens, item_texts=None):
+# ----- RecBole atomic files (--export_atomic) and their soft-labels sidecar -----
+SOFT_LABELS_FORMAT = "recbole_foster.soft_labels/1"
+INTER_HEADER = ("user_id:token", "item_id:token", "timestamp:float")
+
+
+def atomic_inter_file(folder):
+    """``folder/<name>.inter`` of an exported set folder ``.../<name>/``."""
+    return os.path.join(folder, os.path.basename(os.path.normpath(folder)) + ".inter")
+
+
+def soft_labels_file(folder):
+    """``folder/<name>.soft_labels.pt``: the soft labels beside an exported set's ``.inter``."""
+    return os.path.join(folder, os.path.basename(os.path.normpath(folder)) + ".soft_labels.pt")
+
+
+def write_atomic_sequences(folder, name, items, user_tokens, item_tokens, item_texts=None, labels=None,
+                           label_header=None):
     """Write ``folder/name/name.inter`` (+ ``.item``): row u of ``items`` (m, L; 0 = padding) is user u.
 
     Timestamps are positions, so RecBole's time ordering replays each sequence as given; any
-    RecBole model can then be trained on the set.
+    RecBole model can then be trained on the set. ``labels`` (stored-label tensors, see
+    :func:`write_soft_labels`) also write the soft-labels sidecar; without them a sidecar left by an
+    earlier export to the same folder is removed, so the folder never pairs a set with stale labels.
     """
     out = os.path.join(folder, name)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, f"{name}.inter"), "w") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
+        f.write("\t".join(INTER_HEADER) + "\n")
         for user, row in zip(user_tokens, items.tolist()):
             for t, item in enumerate(i for i in row if i > 0):
                 f.write(f"{user}\t{item_tokens[item]}\t{t}\n")
@@ -201,4 +218,157 @@ def write_atomic_sequences(folder, name, items, user_tokens, item_tokens, item_t
             for item in sorted(set(items.flatten().tolist()) - {0}):
                 text = " ".join(item_texts[item].replace("\t", " ").split())
                 f.write(f"{item_tokens[item]}\t{text}\n")
+    sidecar = soft_labels_file(out)
+    if labels:
+        write_soft_labels(sidecar, items, user_tokens, item_tokens, labels, label_header)
+    elif os.path.exists(sidecar):
+        os.remove(sidecar)
     return out
+
+
+def write_soft_labels(path, items, user_tokens, item_tokens, labels, header=None):
+    """The sidecar of an exported set: one soft label per labelled ``.inter`` row, keyed by tokens.
+
+    ``labels`` are :func:`recbole_foster.stored_labels.compress` tensors whose ``label_mask`` is
+    (m, L) over the positions of ``items`` (True: the item at that position has a soft label).
+    Internal ids are replaced by indices into ``item_tokens[1:]`` (the catalog without padding,
+    stored once in the header), so the file means the same to any loader of the atomic files;
+    each label names its row by user token (index into ``user_tokens``) and position (the row's
+    timestamp in the ``.inter``). The payload is plain tensors and a JSON-able header, readable
+    with ``torch.load(path, weights_only=True)``; README.md ("Exported sets") documents it.
+    """
+    mask = labels["label_mask"]
+    rows = mask.nonzero()  # row-major, the order compress() stored the labels in
+    positions = ((items > 0).long().cumsum(1) - 1)[rows[:, 0], rows[:, 1]]  # rank among the row's items
+    catalog = [str(t) for t in item_tokens[1:]]
+    storage = "dense" if "label_log_probs" in labels else "topk"
+    payload = {
+        "header": {
+            "format": SOFT_LABELS_FORMAT, **(header or {}), "storage": storage,
+            "k": None if storage == "dense" else int(labels["label_topk_items"].size(-1)),
+            "n_labels": len(rows), "item_tokens": catalog, "user_tokens": [str(u) for u in user_tokens],
+        },
+        "user": rows[:, 0].int(),
+        "position": positions.int(),
+    }
+    if storage == "dense":
+        payload["log_probs"] = labels["label_log_probs"][:, 1:].float()
+    else:
+        payload["topk_items"] = (labels["label_topk_items"] - 1).int()
+        payload["topk_probs"] = labels["label_topk_probs"].half()
+    return _save(path, payload)
+
+
+def read_soft_labels(path):
+    """``(header, payload)`` of a soft-labels sidecar, or :class:`NotASet` saying why it is not one."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # never suggest weights_only=False for a file we do not know
+        raise NotASet(f"{path} is not a recbole_foster soft-labels file: it cannot be read as plain tensors "
+                      f"({type(error).__name__}).") from None
+    header = payload.get("header") if isinstance(payload, dict) else None
+    if not isinstance(header, dict) or header.get("format") != SOFT_LABELS_FORMAT:
+        raise NotASet(f"{path} is not a recbole_foster soft-labels file (format "
+                      f"{header.get('format') if isinstance(header, dict) else None!r}).")
+    return header, payload
+
+
+def read_atomic_sequences(path):
+    """``(user tokens in order of appearance, each user's item tokens ordered by timestamp)``."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    header = lines[0].split("\t") if lines else []
+    if not set(INTER_HEADER) <= set(header):
+        raise NotASet(f"{path} is not an exported set: its header must name {', '.join(INTER_HEADER)} "
+                      f"(got {lines[0] if lines else 'an empty file'!r}).")
+    user_col, item_col, time_col = (header.index(column) for column in INTER_HEADER)
+    rows = {}
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        try:
+            rows.setdefault(cells[user_col], []).append((float(cells[time_col]), cells[item_col]))
+        except (IndexError, ValueError):
+            raise NotASet(f"{path}, line {number}: not {len(header)} tab-separated fields with a numeric "
+                          "timestamp.") from None
+    if not rows:
+        raise NotASet(f"{path} holds no interactions.")
+    return list(rows), [[item for _, item in sorted(events, key=lambda e: e[0])] for events in rows.values()]
+
+
+def _unknown(tokens, known):
+    unknown = sorted({t for t in tokens if known.get(t, 0) <= 0})  # 0 is RecBole's [PAD]
+    return f"{len(unknown)} item token{'s' if len(unknown) > 1 else ''} (e.g. {unknown[0]!r})" if unknown else None
+
+
+def load_atomic_set(folder, dataset, max_len):
+    """``(item_seqs (m, max_len), stored labels, header)`` of an exported set folder, in ``dataset``'s ids.
+
+    Item tokens map to the loaded dataset's ids; a token it does not know is a ValueError naming
+    how many and one of them. The sidecar's labels, if present, come back as the
+    :func:`~recbole_foster.stored_labels.compress` tensors of the windows' positions 1..L-1 (index t
+    labels position t + 1), exactly what a ``set.pt`` with stored labels holds, so the set trains as a
+    :class:`~recbole_foster.training_sets.TeacherLabelledSequences`; without a sidecar they are empty.
+    """
+    inter = atomic_inter_file(folder)
+    users, sequences = read_atomic_sequences(inter)
+    token_id = dataset.field2token_id[dataset.iid_field]
+    unknown = _unknown([t for seq in sequences for t in seq], token_id)
+    if unknown:
+        raise ValueError(f"{inter} has {unknown} that the loaded dataset '{dataset.dataset_name}' does not "
+                         "know; evaluate it with the --dataset (and filtering config) it was exported from.")
+    longest = max(len(seq) for seq in sequences)
+    if longest > max_len:
+        raise ValueError(f"{inter} holds sequences of up to {longest} items, longer than the "
+                         f"--MAX_ITEM_LIST_LENGTH={max_len} a model reads; pass --MAX_ITEM_LIST_LENGTH={longest}.")
+    item_seqs = torch.zeros(len(sequences), max_len, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        item_seqs[row, : len(seq)] = torch.tensor([token_id[t] for t in seq])
+    header = {"format": "RecBole atomic files", "inter_file": inter, "n_sequences": len(users),
+              "label_storage": None, "soft_labels_file": None}
+    sidecar = soft_labels_file(folder)
+    if not os.path.isfile(sidecar):
+        return item_seqs, {}, header
+    labels_header, payload = read_soft_labels(sidecar)
+    stored = _stored_labels(sidecar, labels_header, payload, users, item_seqs, dataset)
+    described = {k: v for k, v in labels_header.items()
+                 if k not in ("format", "inter_file", "item_tokens", "user_tokens")}
+    header.update(described, label_storage=labels_header["storage"], soft_labels_file=sidecar)
+    return item_seqs, stored, header
+
+
+def _stored_labels(path, header, payload, users, item_seqs, dataset):
+    """The sidecar's labels as compress() tensors over ``dataset``'s ids and ``item_seqs``' positions."""
+    token_id = dataset.field2token_id[dataset.iid_field]
+    theirs = header["item_tokens"]
+    n_catalog = len(dataset.field2id_token[dataset.iid_field]) - 1
+    unknown = _unknown(theirs, token_id)
+    if unknown or len(set(theirs)) != n_catalog:  # the rest of a top-k label is spread over the whole catalog
+        unknown = f", and {unknown} unknown to it" if unknown else ""
+        raise ValueError(f"{path} labels items of another catalog ({len(theirs)} items; the loaded dataset "
+                         f"'{dataset.dataset_name}' has {n_catalog}{unknown}); evaluate it with the --dataset "
+                         "(and filtering config) it was exported from.")
+    row_of = {user: row for row, user in enumerate(users)}
+    label_users = [header["user_tokens"][u] for u in payload["user"].tolist()]
+    strangers = sorted({u for u in label_users if u not in row_of})
+    if strangers:
+        raise ValueError(f"{path} labels {len(strangers)} users that are not in the .inter beside it "
+                         f"(e.g. {strangers[0]!r}); keep the files of one export together.")
+    rows = torch.tensor([row_of[u] for u in label_users], dtype=torch.long)
+    positions = payload["position"].long()
+    expected = (item_seqs[:, 1:] > 0) & (item_seqs[:, :-1] > 0)  # every position after each user's first
+    mask = torch.zeros_like(expected)
+    inside = (positions >= 1) & (positions < item_seqs.size(1))
+    mask[rows[inside], positions[inside] - 1] = True
+    if not bool(inside.all()) or int(mask.sum()) != len(rows) or not torch.equal(mask, expected):
+        raise ValueError(f"{path} does not match the .inter beside it: it must label every position after "
+                         "each user's first exactly once.")
+    order = torch.argsort(rows * item_seqs.size(1) + positions)  # compress() keeps labels in row-major order
+    ids = torch.tensor([token_id[t] for t in theirs])  # sidecar item index -> loaded id
+    if header["storage"] == "dense":
+        log_probs = torch.full((len(rows), n_catalog + 1), -math.inf)
+        log_probs[:, ids] = payload["log_probs"].float()
+        return {"label_mask": mask, "label_log_probs": log_probs[order]}
+    return {"label_mask": mask, "label_topk_items": ids[payload["topk_items"].long()][order].int(),
+            "label_topk_probs": payload["topk_probs"][order]}

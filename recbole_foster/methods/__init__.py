@@ -17,6 +17,7 @@ class Method:
     runner: str  # "module:function", imported when the method runs
     summary: str  # one line for --help and the docs
     small_set: bool = True  # builds a set of n_sequences sequences (False: full, eval)
+    models: str = "student"  # which --model it runs with: any | student | causal | TextSASRec (MODEL_SUPPORT)
 
     def run(self, ctx):
         module, function = self.runner.split(":")
@@ -26,24 +27,41 @@ class Method:
         return f"{self.label}-{n}" if self.small_set and n else self.label
 
 
+# What each ``models`` value admits (checked by validation.check_model_for_method before data loading).
+MODEL_SUPPORT = {
+    "any": "any RecBole or recbole_foster model",
+    "student": "a model that trains on small sets: SASRec, GRU4Rec, NARM, BERT4Rec or their text forms "
+               "TextSASRec, TextGRU4Rec, TextNARM, TextBERT4Rec",
+    "causal": "a left-to-right model (its per-position states rank the candidates): SASRec, GRU4Rec, NARM, "
+              "TextSASRec, TextGRU4Rec, TextNARM",
+    "TextSASRec": "TextSASRec (the distillation and generation code is written for it)",
+}
+
 _M = "recbole_foster.methods."
 METHODS = {m.name: m for m in [
     Method("full", "Full", _M + "full:run_full", "train on all real training data (also the teacher)",
-           small_set=False),
+           small_set=False, models="any"),
     Method("random", "Random", _M + "selection:run_random", "n_sequences random real user windows, next-item labels"),
     Method("random_kd", "Random-KD", _M + "selection:run_random_kd",
            "the same windows trained on the teacher's soft next-item labels (needs the teacher)"),
-    Method("kcenter", "K-Center", _M + "selection:run_coreset", "coreset: greedy k-center on the teacher's user states"),
-    Method("dealrec", "DEALRec", _M + "selection:run_coreset", "coreset: DEALRec influence + effort score strata"),
-    Method("goracs", "GORACS", _M + "selection:run_coreset", "coreset: GORACS optimal-transport match to validation"),
+    Method("kcenter", "K-Center", _M + "selection:run_coreset", "coreset: greedy k-center on the teacher's user states",
+           models="causal"),
+    Method("dealrec", "DEALRec", _M + "selection:run_coreset", "coreset: DEALRec influence + effort score strata",
+           models="causal"),
+    Method("goracs", "GORACS", _M + "selection:run_coreset", "coreset: GORACS optimal-transport match to validation",
+           models="causal"),
     Method("kcenter_kd", "K-Center-KD", _M + "selection:run_kcenter_kd",
-           "K-Center's windows (coverage of the teacher's user states) with the teacher's labels (label_storage)"),
+           "K-Center's windows (coverage of the teacher's user states) with the teacher's labels (label_storage)",
+           models="causal"),
     Method("generate_kd", "Generate-KD", _M + "generation:run_generate_kd",
-           "N sequences sampled from the teacher, with the teacher's labels (label_storage)"),
+           "N sequences sampled from the teacher, with the teacher's labels (label_storage)",
+           models="TextSASRec"),
     Method("td3", "TD3", _M + "distillation:run_td3",
-           "the FOSTER summary distilled by TD3's RaT-BPTT (second order through a window)"),
+           "the FOSTER summary distilled by TD3's RaT-BPTT (second order through a window)",
+           models="TextSASRec"),
     Method("foster", "FOSTER", _M + "distillation:run_foster",
-           "distil n_sequences synthetic soft sequences (first-order BOME; the paper's method)"),
+           "distil n_sequences synthetic soft sequences (first-order BOME; the paper's method)",
+           models="TextSASRec"),
     Method("eval", "Saved set", _M + "saved_set:run_eval", "train on a saved set (--synthetic=PATH) and report",
            small_set=False),
 ]}

@@ -5,18 +5,19 @@ Random-N measures what distillation adds to the sequences it starts from. Its la
 configured :mod:`label mode <recbole_foster.label_modes>`.
 """
 
+import math
 import os
 
 import torch
 
-from recbole_foster.distill.artifacts import export_atomic, save_synthetic
+from recbole_foster.distill.artifacts import hard_sequences, save_synthetic
 from recbole_foster.distill.bome import negative_gap_share
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, mean_entropy
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.label_modes import label_mode_of
 from recbole_foster.methods import METHODS
-from recbole_foster.methods.set_files import common_header, describe_set
-from recbole_foster.text_embedding import item_texts, text_fields_of
+from recbole_foster.methods.set_files import common_header, describe_set, export_set
+from recbole_foster.stored_labels import compress
 from recbole_foster.training_sets import HardSequences
 from recbole_foster.validation import CHECKPOINT_FILE
 
@@ -76,15 +77,26 @@ def set_header(ctx, label_mode, storage):
             "label_storage": storage, "hyper_parameters": {k: ctx.config[k] for k in keys}}
 
 
-def export_soft_set(ctx, probs, n):
-    """``--export_atomic=DIR``: the set as hard sequences in RecBole atomic files (or None)."""
-    folder = ctx.config["export_atomic"]
-    if not folder:
-        return None
-    name = f"{ctx.config['dataset']}-{ctx.config['method']}{n}"
-    return export_atomic(folder, name, probs, list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
-                         item_texts(ctx.dataset, text_fields_of(ctx.config)),
-                         mode=ctx.config["foster_export_mode"], seed=ctx.config["seed"])
+def export_soft_set(ctx, soft, probs, stored=None, teacher_assisted=False):
+    """``--export_atomic=DIR``: a distilled set as RecBole atomic files (results.json fields).
+
+    The sequences are the top-1 (``foster_export_mode: sample``: a draw) of each position's
+    distribution ``probs``; each position after the first keeps its label (the summary's next-position
+    distribution the soft set trains on) in the soft-labels sidecar: the stored labels as stored,
+    otherwise truncated to the top ``label_topk`` with the rest spread evenly (stored_labels' top-k).
+    A teacher-assisted set exports no labels (the teacher makes them during training).
+    """
+    if not ctx.config["export_atomic"]:
+        return export_set(ctx, None, None)
+    items = hard_sequences(probs, ctx.config["foster_export_mode"], ctx.config["seed"])
+    if not stored and not teacher_assisted:
+        targets = soft.log_probs if soft.target_log_probs is None else soft.target_log_probs
+        targets = torch.cat([torch.full_like(targets[..., :1], -math.inf), targets], dim=-1)  # padding column
+        mask = torch.ones(targets.shape[:2], dtype=torch.bool)
+        mask[:, 0] = False  # position 0 is never a target
+        stored = compress(targets, mask, "topk", min(int(ctx.config["label_topk"]), targets.size(-1) - 2))
+    users = [f"synthetic_{u}" for u in range(len(items))]
+    return export_set(ctx, items, users, None if teacher_assisted else stored, teacher_assisted)
 
 
 def distill_and_evaluate(ctx, trainer_class):
@@ -138,7 +150,7 @@ def distill_and_evaluate(ctx, trainer_class):
         "label_storage": storage,
         **describe_set(ctx, path, needs_teacher=storage == "teacher"),
         "synthetic": path,
-        "exported_atomic": export_soft_set(ctx, probs, n),
+        **export_soft_set(ctx, soft, probs, stored, teacher_assisted=storage == "teacher"),
         "final_entropy": float(mean_entropy(probs[..., 1:])),
         "init_top1_fit": init_fit,
         "full": ctx.real_run.full_metrics,

@@ -1,15 +1,17 @@
 """``--method=eval --synthetic=PATH``: train on a saved set under the run's protocol.
 
-A saved set is a distilled summary (``synthetic.pt``) or real windows (``set.pt``). A
-self-contained set trains with nothing but the file and the dataset; only a teacher-assisted set
-(``label_storage: teacher``) loads the teacher, and only the teacher that labelled it.
+A saved set is a distilled summary (``synthetic.pt``), real windows (``set.pt``) or a folder
+of RecBole atomic files written by ``--export_atomic`` (``<name>/<name>.inter``, plus the
+soft-labels sidecar when the set had self-contained labels). A self-contained set trains with
+nothing but the file(s) and the dataset; only a teacher-assisted set (``label_storage: teacher``)
+loads the teacher, and only the teacher that labelled it.
 """
 
 import os
 
 from recbole_foster.cli import CLIError
 from recbole_foster.distill.artifacts import (
-    FORMAT, NotASet, check_catalog, label_storage_of, load_synthetic, read_set, stored_labels_of,
+    FORMAT, NotASet, check_catalog, label_storage_of, load_atomic_set, load_synthetic, read_set, stored_labels_of,
 )
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.methods.distillation import export_soft_set
@@ -22,9 +24,10 @@ from recbole_foster.training_sets import HardSequences, TeacherLabelledSequences
 class SavedSet:
     """A loaded set: what it is and whether training on it needs the teacher."""
 
-    def __init__(self, path, header, payload, summary=None, mode=None):
+    def __init__(self, path, header, payload, summary=None, mode=None, files=None):
         self.path, self.header, self.payload = path, header, payload
         self.summary, self.mode = summary, mode
+        self.files = files  # what the set is made of when ``path`` is a folder (see describe_set)
         self.storage = header.get("label_storage") or ("summary" if summary is not None else "hard")
         if self.storage not in ("summary", "hard"):
             label_storage_of(header)
@@ -41,7 +44,9 @@ def check_saved_set(ctx):
     evaluated with the config whose teacher labelled it."""
     path = ctx.config["synthetic"]
     if not path:
-        raise CLIError("--method=eval needs --synthetic=PATH (a synthetic.pt or set.pt written by a run).")
+        raise CLIError("--method=eval needs --synthetic=PATH (a synthetic.pt or set.pt written by a run, or a folder written by --export_atomic).")
+    if os.path.isdir(path):
+        return check_atomic_set(ctx, path)
     header, payload = read_set(path)
     try:
         if header["format"] == FORMAT:
@@ -55,12 +60,33 @@ def check_saved_set(ctx):
     except ValueError as error:  # built on another catalog or text embedding: say what to change
         raise CLIError(str(error)) from None
     expected_run = os.path.basename(pool_dir(ctx.config, ctx.text_encoder))
+    built_with = header.get("model") or str(header.get("teacher_run", "")).split("-seed")[0]
+    if saved.needs_teacher and built_with != ctx.config["model"]:
+        raise CLIError(
+            f"{path} is teacher-assisted: its labels come from the {built_with} teacher while a model "
+            f"trains on it, so it cannot train --model={ctx.config['model']}. Train {built_with} on it, or "
+            "rebuild it with --label_storage=topk (or dense) so that the set carries its labels and "
+            "any model can train on it.")
     if saved.needs_teacher and header.get("teacher_run") != expected_run:
         raise CLIError(
             f"{path} is labelled by the teacher of real-data run {header.get('teacher_run')!r}, but this "
             f"config's real-data run is {expected_run!r}; evaluate it with the seed and config it was "
             "distilled with, so that the same teacher labels it.")
     return saved
+
+
+def check_atomic_set(ctx, folder):
+    """An exported atomic folder (``--export_atomic``) read back in the loaded dataset's item ids.
+
+    It is self-contained whatever set it was exported from: the ``.inter`` holds the sequences and
+    the sidecar, if any, their soft labels (trained on like a ``set.pt``'s stored labels).
+    """
+    try:
+        item_seqs, stored, header = load_atomic_set(folder, ctx.dataset, ctx.config["MAX_ITEM_LIST_LENGTH"])
+    except ValueError as error:  # unknown item tokens, another catalog, labels of other rows
+        raise CLIError(str(error)) from None
+    files = [header["inter_file"]] + ([header["soft_labels_file"]] if header["soft_labels_file"] else [])
+    return SavedSet(os.path.normpath(folder), header, {"item_seqs": item_seqs, **stored}, files=files)
 
 
 def training_set_of(ctx, saved):
@@ -86,10 +112,12 @@ def run_eval(ctx):
     ctx.config["n_sequences"] = n = saved.n_sequences
     training_set, probs = training_set_of(ctx, saved)
     result = evaluate_training_set(ctx, training_set, desc=f"eval {os.path.basename(saved.path)}")
-    described = describe_set(ctx, saved.path, saved.needs_teacher) if ctx.real_run or not saved.needs_teacher else {}
+    described = describe_set(ctx, saved.path, saved.needs_teacher, saved.files) \
+        if ctx.real_run or not saved.needs_teacher else {}
     return {**result, "synthetic": saved.path, "label_mode": saved.mode.name if saved.mode else None,
             "label_storage": saved.storage, **described,
             "synthetic_header": {k: v for k, v in saved.header.items() if k != "item_tokens"},
-            "exported_atomic": export_soft_set(ctx, probs, n) if probs is not None else None,
+            **(export_soft_set(ctx, training_set, probs, saved.stored, saved.needs_teacher) if probs is not None
+               else {"exported_atomic": None}),
             "table": {**({"Full": ctx.real_run.manifest["test"]} if ctx.real_run else {}), f"saved-{n}": result["test"]}}
 

@@ -8,12 +8,13 @@ dense / top-k inside the file (self-contained).
 
 import os
 
-from recbole_foster.distill.artifacts import save_windows, write_atomic_sequences
+import torch
+
+from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.methods import METHODS
-from recbole_foster.methods.set_files import common_header, describe_set
+from recbole_foster.methods.set_files import common_header, describe_set, export_set
 from recbole_foster.stored_labels import compress, expand
-from recbole_foster.text_embedding import item_texts, text_fields_of
 from recbole_foster.training_sets import HardSequences, TeacherLabelledSequences
 
 
@@ -28,14 +29,12 @@ def save_and_judge(ctx, label, sequences, users, training_set, stored=None, stor
               "label_storage": storage}
     path = save_windows(os.path.join(ctx.output_dir, "set.pt"), sequences, header, stored)
     result = evaluate_training_set(ctx, training_set, desc=label)
-    exported = None
-    if ctx.config["export_atomic"]:  # the windows as hard sequences; stored soft labels are not exported
-        n = len(sequences)
-        exported = write_atomic_sequences(
-            ctx.config["export_atomic"], f"{ctx.config['dataset']}-{ctx.config['method']}{n}", sequences,
-            header["selected_users"], list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
-            item_texts(ctx.dataset, text_fields_of(ctx.config)))
-    return {**result, **describe_set(ctx, path, needs_teacher=storage == "teacher"), "exported_atomic": exported,
+    labels = None
+    if stored:  # stored labels index t labels position t + 1: realign them to the windows' positions
+        labels = {**stored, "label_mask": torch.cat([torch.zeros_like(stored["label_mask"][:, :1]),
+                                                     stored["label_mask"]], dim=1)}
+    exported = export_set(ctx, sequences, header["selected_users"], labels, teacher_assisted=storage == "teacher")
+    return {**result, **describe_set(ctx, path, needs_teacher=storage == "teacher"), **exported,
             "label_storage": storage, "selected_users": header["selected_users"],
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]}}
 

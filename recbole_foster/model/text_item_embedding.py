@@ -10,6 +10,7 @@ The module offers what RecBole's models use of an embedding: calling it on item 
 probability vectors over items, which is how distilled (soft) sequences are fed to a model.
 """
 
+import torch
 from torch import nn
 
 
@@ -30,16 +31,23 @@ class TextItemEmbedding(nn.Module):
     size of every checkpoint), and it gets no gradient.
     """
 
-    def __init__(self, table, hidden_size):
+    def __init__(self, table, hidden_size, extra_rows=0):
         super().__init__()
         if table.dim() != 2:
             raise ValueError(f"TextItemEmbedding: expected an (n_items, dim) table, got shape {tuple(table.shape)}.")
         self.register_buffer("table", table.detach().clone(), persistent=False)
         self.projection = nn.Linear(table.size(1), hidden_size)
+        # ids n_items .. n_items + extra_rows - 1: tokens with no text (BERT4Rec's mask), trained freely
+        self.extra = nn.Parameter(torch.zeros(extra_rows, hidden_size)) if extra_rows else None
 
     def forward(self, item_ids):
         """Representations of ``item_ids`` (any shape) -> ``item_ids.shape + (hidden_size,)``."""
-        return self.projection(self.table[item_ids])
+        if self.extra is None:
+            return self.projection(self.table[item_ids])
+        n_text = self.table.size(0)
+        texts = self.projection(self.table[item_ids.clamp(max=n_text - 1)])
+        extra = self.extra[(item_ids - n_text).clamp(min=0, max=self.extra.size(0) - 1)]
+        return torch.where((item_ids >= n_text).unsqueeze(-1), extra, texts)
 
     @property
     def weight(self):
@@ -49,7 +57,9 @@ class TextItemEmbedding(nn.Module):
         (``seq_output @ self.item_embedding.weight.T``) works unchanged. It is computed, not a
         parameter: gradients flow to the projection.
         """
-        return self.projection(self.table)
+        if self.extra is None:
+            return self.projection(self.table)
+        return torch.cat([self.projection(self.table), self.extra])
 
     def soft(self, item_probs, item_ids):
         """Embeddings of soft items: ``item_probs`` (..., K) are weights over the K items
@@ -58,4 +68,5 @@ class TextItemEmbedding(nn.Module):
         return item_probs @ self(item_ids)
 
     def extra_repr(self):
-        return f"table={tuple(self.table.shape)} (frozen)"
+        extra = f", {self.extra.size(0)} trainable extra row(s)" if self.extra is not None else ""
+        return f"table={tuple(self.table.shape)} (frozen){extra}"

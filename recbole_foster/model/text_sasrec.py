@@ -27,6 +27,7 @@ from recbole_foster.compat import keep_anomaly_detection
 with keep_anomaly_detection():  # importing SASRec imports RecBole's SINE (see compat)
     from recbole.model.sequential_recommender.sasrec import SASRec
 
+from recbole_foster.model import students
 from recbole_foster.model.text_item_embedding import TextItemEmbedding
 from recbole_foster.text_embedding import attach_item_text_embeddings
 
@@ -93,24 +94,20 @@ class TextSASRec(SASRec):
     # ----- item representations (shared by input and output) -----
     def item_representations(self, item_ids=None):
         """``proj(E[item_ids])``; all items (n_items, H) when ``item_ids`` is None."""
-        return self.item_embedding.weight if item_ids is None else self.item_embedding(item_ids)
+        return students.item_vectors(self, item_ids)
 
-    # ----- encoders -----
+    # ----- encoders (the SASRec family's in :mod:`recbole_foster.model.students`) -----
     def encode_embeddings(self, item_emb, valid):
         """Transformer over already-embedded positions; ``valid`` (B, L) marks real positions.
 
         Returns the hidden state of every position (B, L, H). The same computation as
         ``SASRec.forward`` before its last-position gather, from embeddings instead of ids.
         """
-        position_ids = torch.arange(item_emb.size(1), device=item_emb.device)
-        input_emb = item_emb + self.position_embedding(position_ids).unsqueeze(0)
-        input_emb = self.dropout(self.LayerNorm(input_emb))
-        attention_mask = self.get_attention_mask(valid.long())
-        return self.trm_encoder(input_emb, attention_mask, output_all_encoded_layers=True)[-1]
+        return students.encode_embeddings(self, item_emb, valid)
 
     def encode(self, item_seq):
         """Hidden states (B, L, H) of a batch of item-id sequences (0 = padding)."""
-        return self.encode_embeddings(self.item_embedding(item_seq), item_seq > 0)
+        return students.encode(self, item_seq)
 
     def encode_soft(self, item_probs, item_ids, valid=None):
         """Hidden states (B, L, H) of soft sequences.
@@ -118,10 +115,9 @@ class TextSASRec(SASRec):
         ``item_probs`` (B, L, K) are distributions over the K items ``item_ids`` (K,); a position
         is embedded as ``item_probs @ proj(E[item_ids])``. ``valid`` (B, L) defaults to all True.
         """
-        item_emb = self.item_embedding.soft(item_probs, item_ids)
         if valid is None:
             valid = torch.ones(item_probs.shape[:2], dtype=torch.bool, device=item_probs.device)
-        return self.encode_embeddings(item_emb, valid)
+        return self.encode_embeddings(students.embed(self, item_probs, item_ids), valid)
 
     # forward, predict and full_sort_predict are SASRec's: hidden state at the last real position,
     # scored against ``self.item_embedding`` / ``self.item_embedding.weight``.
@@ -129,7 +125,7 @@ class TextSASRec(SASRec):
     # ----- scores and losses -----
     def scores(self, seq_output, item_ids=None):
         """Dot products with (a subset of) the tied item representations."""
-        return seq_output @ self.item_representations(item_ids).transpose(0, 1)
+        return students.scores(self, seq_output, item_ids)
 
     def bce_loss(self, seq_output, pos_items, neg_items):
         """BCE with sampled negatives; ``neg_items`` is (B,) or (B, n_neg)."""
