@@ -126,8 +126,8 @@ def _describe(label, config):
     n = None
     by_length = sorted(METHODS.values(), key=lambda m: -len(m.label))
     for method in by_length:
-        if label == method.label or label.startswith(method.label + "-") or label == method.name:
-            suffix = label[len(method.label) + 1:] if label.startswith(method.label + "-") else ""
+        suffix = label[len(method.label) + 1:] if label.startswith(method.label + "-") else ""
+        if label == method.label or suffix.isdigit() or label == method.name:  # "Full-s" is not Full
             n = int(suffix) if suffix.isdigit() else config["n_sequences"]
             if method.name == "full":
                 return f"{config['model']} trained on all real training data (the real-data run; also the teacher)"

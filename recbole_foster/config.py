@@ -18,7 +18,7 @@ from recbole_foster import compat
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")  # package data
 # properties/overall/*.yaml, loaded in this order (no key is in two of them).
-OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation")
+OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation", "diet")
 
 PLUGIN_MODELS = {
     "TextSASRec": "recbole_foster.model.text_sasrec",

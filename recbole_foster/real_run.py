@@ -32,7 +32,7 @@ NOT_IN_KEY = {
     "text_batch_size", "text_encoder", "save_dataset", "save_dataloaders", "dataset_save_path",
     "dataloaders_save_path", "generate_temperature", "set_standalone", "verbose",
 }
-NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_")
+NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_", "diet_")
 
 
 def pool_key(config, text_encoder_used):

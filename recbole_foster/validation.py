@@ -39,13 +39,13 @@ POSITIVE_INTS = (
     "distilled_steps", "distilled_batch_size", "distilled_eval_every", "distilled_patience", "foster_inner_steps",
     "foster_reset_interval", "foster_checkpoint_every", "foster_user_rank", "foster_time_rank", "foster_seq_len",
     "foster_real_batch_size", "n_sampled_items", "text_max_tokens", "text_batch_size", "td3_window",
-    "label_topk", "n_sequences",
+    "label_topk", "n_sequences", "diet_stages", "diet_memory_size", "diet_epochs",
 )
 NON_NEGATIVE_INTS = ("foster_outer_steps", "foster_target_fit_steps", "td3_max_skip", "stopping_step", "seed",
-                     "selection_seed")
+                     "selection_seed", "diet_stop_after")
 POSITIVE_NUMBERS = ("learning_rate", "distilled_lr", "foster_inner_lr", "foster_temperature", "td3_inner_lr")
 NON_NEGATIVE_NUMBERS = ("weight_decay", "distilled_weight_decay", "foster_dh_weight", "foster_eta",
-                        "foster_synthetic_lr", "foster_model_lr", "foster_fm_weight")
+                        "foster_synthetic_lr", "foster_model_lr", "foster_fm_weight", "diet_replay_weight")
 BOOLEANS = ("resume", "verbose", "skip_malformed", "train_window", "foster_compare_random", "show_progress",
             "reproducibility", "use_gpu", "set_standalone")
 # key: (module, name of its tuple/dict of allowed values); a missing name skips the check (tested)
@@ -59,6 +59,7 @@ CHOICES = {
     "foster_item_sampling": ("recbole_foster.distill.trainer", "ITEM_SAMPLING_MODES"),
     "td3_items": ("recbole_foster.distill.td3", "TD3_ITEM_MODES"),
     "label_storage": ("recbole_foster.stored_labels", "STORAGES"),
+    "diet_addressing": ("recbole_foster.diet.addressing", "ADDRESSING_MODES"),
 }
 LITERAL_CHOICES = {"foster_export_mode": ("top1", "sample")}
 DISTILLATION_METHODS = ("foster", "td3")
@@ -244,6 +245,10 @@ def check_combinations(config, options):
     if uses_item_text(config) and encoder.startswith(("/", "./", "../", "~")) \
             and not os.path.isdir(os.path.expanduser(encoder)):
         raise CLIError(f"--text_encoder={encoder}: no such folder (a local HuggingFace model folder, or a hub id).")
+    if method == "diet":  # its protocol, stage count, fraction and baselines
+        from recbole_foster.diet.checks import check_diet_config
+
+        check_diet_config(config)
     if method in DISTILLATION_METHODS:
         mode = _label_mode(config["foster_targets"])
         if mode is not None and getattr(mode, "needs_real_init", False) and config["foster_init"] != "real":

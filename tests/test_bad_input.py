@@ -17,7 +17,7 @@ import torch
 from recbole_foster.cli import CLIError
 from recbole_foster.errors import DatasetError
 from recbole_foster.run import main, run
-from tests.toy_data import as_argv, make_toy_dataset, toy_options
+from tests.toy_data import as_argv, assert_one_error_line, make_toy_dataset, toy_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -125,11 +125,7 @@ def test_bad_argument_exits_2_with_one_clear_line(name, toy_data_root, tiny_bert
     options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, **overrides)
     options["output_dir"] = str(tmp_path / "out" / "run")
     assert main(as_argv(options)) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(error_lines) == 1, err
-    assert __import__("re").search(pattern, error_lines[0]), error_lines[0]
+    assert_one_error_line(capsys.readouterr().err, pattern)
     assert not (tmp_path / "out").exists()  # nothing written before the inputs are valid
 
 

@@ -190,3 +190,17 @@ def test_a_method_refuses_a_model_it_cannot_use_before_loading_data(method, mode
     assert main(as_argv(options)) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["dealrec", "goracs"])
+def test_gradient_coresets_run_with_a_recurrent_model(method, toy_data_root, tiny_bert_dir, tmp_path):
+    """vmap cannot batch nn.GRU: the recurrent families take per-sample gradients one at a time."""
+    from recbole_foster.run import run
+
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method=method, model="TextGRU4Rec",
+                          n_sequences=3, distilled_steps=5, distilled_eval_seeds=1, coreset_lissa_depth=3)
+    for key in ("hidden_size", "inner_size", "n_layers", "n_heads"):  # TextSASRec's keys
+        options.pop(key)
+    results = run(as_argv(options))
+    assert len(results["selected_users"]) == 3 and results["model"] == "TextGRU4Rec"

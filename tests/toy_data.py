@@ -79,5 +79,15 @@ def toy_options(data_root, bert_dir, tmp_path, **overrides):
     return options
 
 
+def assert_one_error_line(err, pattern):
+    """A refused run printed exactly one ``error:`` line matching ``pattern`` and no traceback."""
+    import re
+
+    assert "Traceback" not in err
+    error_lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, err
+    assert re.search(pattern, error_lines[0]), error_lines[0]
+
+
 def as_argv(options):
     return [f"--{k}={v}" for k, v in options.items()]

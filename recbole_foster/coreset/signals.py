@@ -125,6 +125,31 @@ def _flat(grads, names):
     return torch.cat([grads[n].flatten(1) for n in names], dim=1)
 
 
+def vmap_batches(model):
+    """Whether ``torch.func.vmap`` can batch the model's encoder: not ``nn.GRU`` (GRU4Rec, NARM)."""
+    return students.family(model) not in ("GRU4Rec", "NARM")
+
+
+def looped_grads(model, loss_fn, names, *batch):
+    """(B, P) flat per-sample gradients by one backward pass per sample (``loss_fn(model, *rows)`` -> (1,)):
+    the same numbers as the vectorised path, for models ``vmap`` cannot batch."""
+    params = dict(model.named_parameters())
+    tensors, out = [params[n] for n in names], []
+    with torch.enable_grad():
+        for i in range(len(batch[0])):
+            loss = loss_fn(model, *(t[i:i + 1] for t in batch))[0]
+            grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+            out.append(torch.cat([(torch.zeros_like(t) if g is None else g).flatten() for g, t in zip(grads, tensors)]))
+    return torch.stack(out)
+
+
+def flat_grads(model, seqs, names):
+    """(B, P) gradient of each sequence's own loss w.r.t. the named parameters, flattened."""
+    if vmap_batches(model):
+        return _flat(_per_sample_grads(model, seqs, names), names)
+    return looped_grads(model, sequence_losses, names, seqs)
+
+
 @torch.no_grad()
 def last_hidden_states(model, item_seqs, batch_size=256):
     """(N, H) hidden state at each sequence's last real position (the user representation)."""
@@ -153,7 +178,7 @@ def per_sample_grad_norms(model, item_seqs, params=None, batch_size=64):
     names = _param_names(model, params)
     with _eval_mode(model):
         return torch.cat([
-            _flat(_per_sample_grads(model, seqs, names), names).norm(dim=1).cpu()
+            flat_grads(model, seqs, names).norm(dim=1).cpu()
             for seqs in _batches(item_seqs, batch_size, _device(model), desc="per-sample gradient norms")
         ])
 
@@ -192,7 +217,7 @@ def influence_scores(model, item_seqs, params, depth=1000, damping=0.01, scale=2
     device = _device(model)
     generator = torch.Generator().manual_seed(seed)
     with _eval_mode(model):
-        total = sum(_flat(_per_sample_grads(model, seqs, names), names).sum(0)
+        total = sum(flat_grads(model, seqs, names).sum(0)
                     for seqs in _batches(item_seqs, batch_size, device, desc="influence: mean gradient"))
         v_bar = torch.split(total / item_seqs.size(0), [t.numel() for t in tensors])
         v_bar = [g.view_as(t) for g, t in zip(v_bar, tensors)]
@@ -205,5 +230,5 @@ def influence_scores(model, item_seqs, params, depth=1000, damping=0.01, scale=2
 
         h = lissa_inverse_hvp(batch_loss, tensors, v_bar, damping, scale, depth, sample)
         h = torch.cat([t.flatten() for t in h])
-        return torch.cat([(_flat(_per_sample_grads(model, seqs, names), names) @ h).cpu()
+        return torch.cat([(flat_grads(model, seqs, names) @ h).cpu()
                           for seqs in _batches(item_seqs, batch_size, device, desc="influence: scores")])

@@ -62,6 +62,10 @@ METHODS = {m.name: m for m in [
     Method("foster", "FOSTER", _M + "distillation:run_foster",
            "distil n_sequences synthetic soft sequences (first-order BOME; the paper's method)",
            models="TextSASRec"),
+    Method("diet", "DIET", "recbole_foster.diet.pipeline:run_diet",
+           "a streaming memory of real windows with stored labels, updated stage by stage over time by "
+           "influence-aware addressing, beside Full-s, Fine-tune and Reservoir-KD (global_temporal only)",
+           small_set=False, models="causal"),
     Method("eval", "Saved set", _M + "saved_set:run_eval", "train on a saved set (--synthetic=PATH) and report",
            small_set=False),
 ]}

@@ -1,0 +1,145 @@
+"""DIET over time stages (issue 17): the per-stage table and the issue's targets, from one run.
+
+    python benchmarks/diet.py --dataset=amazon-games --data_path=../shared/data \
+        --config_files=benchmarks/configs/amazon-games-temporal-cpu.yaml
+    python benchmarks/diet.py --results=outputs/amazon-games/TextSASRec/diet/seed2020/results.json
+
+Runs ``run_foster.py --method=diet`` (every other ``--key=value`` goes to it) into
+``--work_dir/<dataset>`` and writes ``<out>/diet-<dataset>.md`` (and ``.json``): per stage and
+method, NDCG@10 / Recall@10 on the report half of the period after the stage, NDCG@10 as a share
+of Full-s's, the set's size as a share of the training interactions seen, and cumulative seconds
+for a model at every stage (a set: keeping it current plus one fresh model trained on it; also as
+a share of Full-s's, the cost of retraining), and the seconds of one model (a set: one fresh
+model trained on it, the paper's "model iteration"; a model: its training) as a share of one
+Full-s retrain; then every method's test numbers after the last stage, and
+per stage whether DIET meets the issue's targets (>= 95% of Full-s's NDCG@10, memory <= 2% of the
+interactions seen, <= 10% of Full-s's cumulative cost, above Reservoir-KD). A DIET run resumes per
+stage, so rerunning the same command after an interruption continues it.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+RUN_FOSTER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_foster.py")
+TARGETS = {"ndcg_share": 0.95, "size_share": 0.02, "cost_share": 0.10}
+
+
+def _share(value, reference):
+    return None if value is None or not reference else value / reference
+
+
+def _fmt(value, digits=4, percent=False):
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if percent else f"{value:.{digits}f}"
+
+
+def stage_rows(results, reference="Full-s"):
+    """One dict per (stage, method) with the table's numbers."""
+    rows = []
+    for stage in results["stages"]:
+        ref = stage["methods"].get(reference)
+        for label, row in stage["methods"].items():
+            rows.append({
+                "stage": stage["stage"], "judged_on": stage["judged_on"], "method": label,
+                "ndcg@10": row["report"]["ndcg@10"], "recall@10": row["report"]["recall@10"],
+                "ndcg_share": _share(row["report"]["ndcg@10"], ref and ref["report"]["ndcg@10"]),
+                "size_share": row.get("size_share"),
+                "cumulative_seconds": row["cumulative_seconds"],
+                "cost_share": _share(row["cumulative_seconds"], ref and ref["cumulative_seconds"]),
+                "model_seconds": row.get("seconds_per_fresh_model", row["update_seconds"]),
+                "model_share": _share(row.get("seconds_per_fresh_model", row["update_seconds"]),
+                                      ref and ref["update_seconds"]),
+            })
+    return rows
+
+
+def targets(results, diet_label=None, reservoir_label=None):
+    """Per stage: does DIET's memory meet each of the issue's targets (None where it cannot be told)."""
+    size = results["diet"]["diet_memory_size"]
+    diet_label = diet_label or f"DIET-{size}"
+    reservoir_label = reservoir_label or f"Reservoir-KD-{size}"
+    out = []
+    for row in (r for r in stage_rows(results) if r["method"] == diet_label):
+        stage = next(s for s in results["stages"] if s["stage"] == row["stage"])
+        reservoir = stage["methods"].get(reservoir_label)
+        out.append({
+            "stage": row["stage"],
+            "ndcg": None if row["ndcg_share"] is None else row["ndcg_share"] >= TARGETS["ndcg_share"],
+            "size": row["size_share"] <= TARGETS["size_share"],
+            "cost": None if row["cost_share"] is None else row["cost_share"] <= TARGETS["cost_share"],
+            "above_reservoir": None if reservoir is None else row["ndcg@10"] > reservoir["report"]["ndcg@10"],
+        })
+    return out
+
+
+def markdown(results):
+    lines = [f"DIET on {results['dataset']} ({results['model']}, seed {results['seed']}): "
+             f"{len(results['stages'])} stages, memory of {results['diet']['diet_memory_size']} windows, "
+             f"addressing `{results['diet']['diet_addressing']}`.", "",
+             "| stage | judged on | method | NDCG@10 | Recall@10 | % of Full-s NDCG@10 | size / interactions seen "
+             "| cumulative s | % of Full-s cost | one model s | % of a Full-s retrain |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in stage_rows(results):
+        lines.append(f"| {r['stage']} | {r['judged_on']} | {r['method']} | {_fmt(r['ndcg@10'])} | "
+                     f"{_fmt(r['recall@10'])} | {_fmt(r['ndcg_share'], percent=True)} | "
+                     f"{_fmt(r['size_share'], percent=True)} | {r['cumulative_seconds']:.1f} | "
+                     f"{_fmt(r['cost_share'], percent=True)} | {r['model_seconds']:.1f} | "
+                     f"{_fmt(r['model_share'], percent=True)} |")
+    if results.get("table"):
+        lines += ["", "Test split after the last stage:", "", "| method | NDCG@10 | Recall@10 |", "|---|---|---|"]
+        for label, metrics in results["table"].items():
+            std = metrics.get("ndcg@10_std")
+            lines.append(f"| {label} | {_fmt(metrics.get('ndcg@10'))}{'' if std is None else f' ± {std:.4f}'} | "
+                         f"{_fmt(metrics.get('recall@10'))} |")
+    marks = {True: "yes", False: "no", None: "-"}
+    lines += ["", "Targets (DIET's memory): >= 95% of Full-s NDCG@10, <= 2% of the interactions seen, "
+              "<= 10% of Full-s's cumulative cost, above Reservoir-KD:", "",
+              "| stage | NDCG | size | cost | above Reservoir-KD |", "|---|---|---|---|---|"]
+    for t in targets(results):
+        lines.append(f"| {t['stage']} | {marks[t['ndcg']]} | {marks[t['size']]} | {marks[t['cost']]} | "
+                     f"{marks[t['above_reservoir']]} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--dataset", default="ml-1m")
+    parser.add_argument("--results", default=None, help="an existing DIET results.json (no run)")
+    parser.add_argument("--work_dir", default=os.path.join("outputs", "benchmarks", "diet"))
+    parser.add_argument("--out", default=os.path.join("benchmarks", "results"))
+    args, extra = parser.parse_known_args(argv)
+    for item in extra:
+        if not item.startswith("--") or "=" not in item:
+            parser.error(f"run options are --key=value, got {item!r}")
+    path = args.results
+    if path is None:
+        folder = os.path.join(args.work_dir, args.dataset)
+        options = [f"--dataset={args.dataset}", "--method=diet", "--eval_protocol=global_temporal",
+                   f"--output_dir={folder}", *extra]
+        print(f"[run] python run_foster.py {' '.join(options)}", flush=True)
+        done = subprocess.run([sys.executable, RUN_FOSTER, *options], env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if done.returncode != 0:
+            raise SystemExit(f"the DIET run failed (exit {done.returncode}); rerun the same command to continue it")
+        path = os.path.join(folder, "results.json")
+    with open(path) as f:
+        results = json.load(f)
+    if results.get("stopped_after_stage"):
+        raise SystemExit(f"{path}: the run stopped after stage {results['stopped_after_stage']}; rerun it to finish")
+    os.makedirs(args.out, exist_ok=True)
+    name = os.path.join(args.out, f"diet-{results['dataset']}")
+    with open(name + ".md", "w") as f:
+        f.write(markdown(results))
+    with open(name + ".json", "w") as f:
+        json.dump({"results": path, "stages_plot": results.get("stages_plot"), "rows": stage_rows(results),
+                   "targets": targets(results), "table": results.get("table")}, f, indent=2)
+    print(markdown(results))
+    print(f"written: {name}.md, {name}.json; plot: {results.get('stages_plot')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

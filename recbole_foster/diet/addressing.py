@@ -1,0 +1,69 @@
+"""Influence-aware memory addressing: which memory entries a stage rewrites, and with what.
+
+After the stage's model is trained, every memory entry is scored by the alignment of its gradient
+(with its stored labels) with the new stage's loss gradient, and every new window by its
+influence on the period that follows (:mod:`.influence`). The ``round(diet_update_fraction * M)``
+lowest-scoring entries are *stale*; each is replaced by the most influential new window not yet
+in memory, labelled by the current model. Every other entry keeps its window and its labels.
+
+Ablations (``diet_addressing``): ``all`` rewrites every entry each stage (the memory is rebuilt
+from the newest stage alone); ``random`` rewrites as many entries as ``influence``, chosen at
+random (the replacements are still the most influential new windows), so the difference to
+``influence`` is the choice of *which* entries go.
+"""
+
+import torch
+
+ADDRESSING_MODES = ("influence", "all", "random")
+
+
+def n_replaced(memory_size, fraction, mode):
+    """How many entries a stage rewrites (Python's ``round``: half to even)."""
+    return memory_size if mode == "all" else int(round(fraction * memory_size))
+
+
+def plan_update(memory_scores, candidate_scores, fraction, mode, generator=None, excluded=None):
+    """``(slots, picks)``: memory entries to rewrite and the candidates that replace them.
+
+    Slots are the lowest-scoring entries (``random``: drawn with ``generator``), at most as many
+    as there are candidates not ``excluded`` (a bool mask: windows already in memory); picks are
+    those candidates in decreasing score, paired with the slots in increasing score. Ties go to
+    the lower index. An empty candidate list rewrites nothing.
+    """
+    if mode not in ADDRESSING_MODES:
+        raise ValueError(f"diet_addressing must be one of {ADDRESSING_MODES}, got {mode!r}.")
+    candidates = torch.arange(len(candidate_scores))
+    if excluded is not None:
+        candidates = candidates[~excluded]
+    count = min(n_replaced(len(memory_scores), fraction, mode), len(candidates))
+    order = torch.argsort(candidate_scores[candidates], descending=True, stable=True)
+    picks = candidates[order[:count]]
+    if mode == "random":
+        slots = torch.randperm(len(memory_scores), generator=generator)[:count]
+        slots = slots[torch.argsort(memory_scores[slots], stable=True)]
+    else:
+        slots = torch.argsort(memory_scores, stable=True)[:count]
+    return slots, picks
+
+
+def address(memory, memory_scores, candidate_rows, candidate_scores, label, fraction, mode, generator=None):
+    """The updated memory and what changed: ``(memory, record)``.
+
+    ``candidate_rows`` identify the new windows (training-split rows; one already in memory is
+    never taken twice); ``label(picks)`` returns a :class:`~recbole_foster.diet.memory.Memory` of
+    the chosen candidates labelled by the current model. ``record`` says which entries were
+    replaced, their scores and the scores of their replacements (results.json).
+    """
+    in_memory = set(memory.rows.tolist())
+    excluded = torch.tensor([r in in_memory for r in candidate_rows.tolist()], dtype=torch.bool)
+    slots, picks = plan_update(memory_scores, candidate_scores, fraction, mode, generator, excluded)
+    record = {
+        "replaced_slots": slots.tolist(),
+        "replaced_scores": memory_scores[slots].tolist(),
+        "replacement_rows": candidate_rows[picks].tolist(),
+        "replacement_scores": candidate_scores[picks].tolist(),
+        "memory_scores": memory_scores.tolist(),
+    }
+    if len(slots) == 0:
+        return memory, record
+    return memory.replaced(slots, label(picks), torch.arange(len(picks))), record
