@@ -43,9 +43,15 @@ RUN_FOSTER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 METRICS = ("ndcg@10", "recall@10")
 
 
+ASSEMBLE_ONLY = False  # --assemble_only: read what exists, run nothing
+
+
 def run_or_reuse(folder, options, log_name="run.log"):
-    """``run_foster.py`` with ``options`` writing to ``folder``; its results.json (read back if present)."""
+    """``run_foster.py`` with ``options`` writing to ``folder``; its results.json (read back if present).
+    With ``--assemble_only``, None for a run that does not exist yet (shown as "not run")."""
     path = os.path.join(folder, "results.json")
+    if not os.path.isfile(path) and ASSEMBLE_ONLY:
+        return None
     if not os.path.isfile(path):
         os.makedirs(folder, exist_ok=True)
         argv = [f"--{k}={v}" for k, v in {**options, "output_dir": folder}.items()]
@@ -67,7 +73,9 @@ def in_parallel(jobs, calls):
 
 
 def summary(results):
-    """Mean, std and per-seed values of the reported metrics of one small-set run."""
+    """Mean, std and per-seed values of the reported metrics of one small-set run (None: not run)."""
+    if results is None:
+        return None
     per_seed = results.get("per_seed", [])
     out = {"seeds": [s["seed"] for s in per_seed]}
     for metric in METRICS:
@@ -81,7 +89,9 @@ def summary(results):
 
 
 def full_summary(results):
-    """Full's metrics and how long it trained (from the cached real-data run's manifest)."""
+    """Full's metrics and how long it trained (from the cached real-data run's manifest; None: not run)."""
+    if results is None:
+        return None
     out = {metric: results["test"][metric] for metric in METRICS}
     manifest_path = os.path.join(results.get("anchor_pool") or "", "manifest.json")
     manifest = json.load(open(manifest_path)) if os.path.isfile(manifest_path) else {}
@@ -92,30 +102,39 @@ def full_summary(results):
 
 
 def rank_agreement(full, per_set, models):
-    """Kendall tau between the models' NDCG@10 order on a set and on full data."""
+    """Kendall tau between the models' NDCG@10 order on a set and on full data (over the models
+    with both numbers)."""
+    models = [m for m in models if full[m] is not None and per_set[m] is not None]
+    if len(models) < 2:
+        return {"tau": None, "p_value": None, "n_models": len(models)}
     on_full = [full[m]["ndcg@10"] for m in models]
     on_set = [per_set[m]["ndcg@10"] for m in models]
     tau, p_value = kendalltau(on_full, on_set)
     return {"tau": float(tau), "p_value": float(p_value), "n_models": len(models)}
 
 
+def _cell(cell, text):
+    return "not run" if cell is None else text(cell)
+
+
 def markdown(models, methods, labels, full, cells, agreement):
     lines = ["| model | Full | " + " | ".join(labels[m] for m in methods) + " |",
              "|---|---|" + "---|" * len(methods)]
     for model in models:
-        row = [f"{full[model]['ndcg@10']:.4f} / {full[model]['recall@10']:.4f}"]
-        row += [f"{cells[m][model]['ndcg@10']:.4f} ± {cells[m][model]['ndcg@10_std']:.4f} / "
-                f"{cells[m][model]['recall@10']:.4f}" for m in methods]
+        row = [_cell(full[model], lambda c: f"{c['ndcg@10']:.4f} / {c['recall@10']:.4f}")]
+        row += [_cell(cells[m][model], lambda c: f"{c['ndcg@10']:.4f} ± {c['ndcg@10_std']:.4f} / {c['recall@10']:.4f}")
+                for m in methods]
         lines.append(f"| {model} | " + " | ".join(row) + " |")
     lines.append("| Kendall tau vs Full (n models) | — | " + " | ".join(
-        f"{agreement[m]['tau']:+.2f} (n={agreement[m]['n_models']})" for m in methods) + " |")
+        "—" if agreement[m]["tau"] is None else f"{agreement[m]['tau']:+.2f} (n={agreement[m]['n_models']})"
+        for m in methods) + " |")
     lines += ["", "Training time (s): Full (all data) and per evaluation seed on a set", "",
               "| model | Full | " + " | ".join(labels[m] for m in methods) + " |",
               "|---|---|" + "---|" * len(methods)]
     for model in models:
-        seconds = full[model]["train_seconds"]
+        seconds = full[model]["train_seconds"] if full[model] else None
         row = ["—" if seconds is None else f"{seconds:.0f}"] + [
-            f"{cells[m][model]['train_seconds_per_seed']:.0f}" for m in methods]
+            _cell(cells[m][model], lambda c: f"{c['train_seconds_per_seed']:.0f}") for m in methods]
         lines.append(f"| {model} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -129,10 +148,13 @@ def plot(path, models, methods, labels, full, cells, title):
     fig, ax = plt.subplots(figsize=(1.6 * len(models) + 2, 4))
     width = 0.8 / (len(methods) + 1)
     x = np.arange(len(models))
-    ax.bar(x, [full[m]["ndcg@10"] for m in models], width, label="Full", color="0.3")
+    def value(cell, key):
+        return np.nan if cell is None else cell[key]
+
+    ax.bar(x, [value(full[m], "ndcg@10") for m in models], width, label="Full", color="0.3")
     for i, method in enumerate(methods, start=1):
-        ax.bar(x + i * width, [cells[method][m]["ndcg@10"] for m in models], width,
-               yerr=[cells[method][m]["ndcg@10_std"] for m in models], capsize=2, label=labels[method])
+        ax.bar(x + i * width, [value(cells[method][m], "ndcg@10") for m in models], width,
+               yerr=[value(cells[method][m], "ndcg@10_std") for m in models], capsize=2, label=labels[method])
     ax.set_xticks(x + width * len(methods) / 2, models, rotation=15)
     ax.set_ylabel("test NDCG@10 (full ranking)")
     ax.set_title(title, fontsize=9)
@@ -155,10 +177,14 @@ def main(argv):
                         help="use an already built set for METHOD (repeatable)")
     parser.add_argument("--full", action="append", default=[], metavar="MODEL:RESULTS_JSON",
                         help="use the results.json of a Full run made elsewhere with the same options (repeatable)")
+    parser.add_argument("--assemble_only", action="store_true",
+                        help="run nothing: build the table from the runs that exist (missing ones: 'not run')")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each)")
     parser.add_argument("--work_dir", default=None, help="run folders (default outputs/transfer/<dataset>)")
     parser.add_argument("--out", default="benchmarks/results")
     args, extra = parser.parse_known_args(argv)
+    global ASSEMBLE_ONLY
+    ASSEMBLE_ONLY = args.assemble_only
     options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds}
     try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
         options.update(parse_args(extra))
@@ -182,7 +208,7 @@ def main(argv):
         folder = os.path.join(work_dir, "sets", method)
         results = run_or_reuse(folder, {**options, **extra_options, "method": method, "model": args.build_model,
                                         "n_sequences": args.n_sequences})
-        return results["set_file"], results
+        return (None, None) if results is None else (results["set_file"], results)
 
     built = dict(zip(methods, in_parallel(args.jobs, [(lambda m=m: build(m)) for m in methods])))
 
@@ -190,6 +216,8 @@ def main(argv):
     # every model on all data; a set trains a model without that model's real-data run
     def evaluate(method, model):
         path, build_results = built[method]
+        if path is None:  # the set was not built (--assemble_only)
+            return None
         if model == args.build_model:
             return build_results
         return run_or_reuse(os.path.join(work_dir, "eval", method, model),
@@ -198,6 +226,8 @@ def main(argv):
     def full_run(model):
         if model in given_full:  # a Full run made elsewhere (same options), e.g. in the background
             if not os.path.isfile(given_full[model]):
+                if args.assemble_only:
+                    return None
                 raise SystemExit(f"--full={model}:{given_full[model]}: no such results.json yet; rerun when it exists.")
             return json.load(open(given_full[model]))
         return run_or_reuse(os.path.join(work_dir, "full", model), {**options, "method": "full", "model": model})
@@ -212,7 +242,7 @@ def main(argv):
     agreement = {method: rank_agreement(full, cells[method], models) for method in methods}
     labels = {}
     for method in methods:
-        results = built[method][1]
+        results = built[method][1] or {}
         labels[method] = f"{REGISTRY[method].row_label(args.n_sequences)} ({results.get('family', 'self-contained')}" \
                          f", {results.get('label_storage', '?')})"
     command = "python benchmarks/transfer.py " + " ".join(argv)
@@ -223,9 +253,10 @@ def main(argv):
         json.dump({"dataset": args.dataset, "command": command, "build_model": args.build_model,
                    "n_sequences": args.n_sequences, "eval_seeds": args.seeds, "models": models,
                    "methods": methods, "labels": labels,
-                   "sets": {m: {"path": os.path.abspath(built[m][0]), "family": built[m][1].get("family"),
-                                "label_storage": built[m][1].get("label_storage"),
-                                "artifact_bytes": built[m][1].get("artifact_bytes")} for m in methods},
+                   "sets": {m: None if built[m][0] is None else {
+                       "path": os.path.abspath(built[m][0]), "family": built[m][1].get("family"),
+                       "label_storage": built[m][1].get("label_storage"),
+                       "artifact_bytes": built[m][1].get("artifact_bytes")} for m in methods},
                    "overrides": {k: v for k, v in options.items() if k != "dataset"},
                    "full": full, "cells": cells, "rank_agreement": agreement}, f, indent=2)
     with open(stem + ".md", "w") as f:
