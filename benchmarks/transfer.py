@@ -62,6 +62,10 @@ def run_or_reuse(folder, options, log_name="run.log"):
         if done.returncode != 0:
             raise RuntimeError(f"run failed (exit {done.returncode}); see {os.path.join(folder, log_name)}")
         print(f"[done] {folder}", flush=True)
+    return read_json(path)
+
+
+def read_json(path):
     with open(path) as f:
         return json.load(f)
 
@@ -94,7 +98,7 @@ def full_summary(results):
         return None
     out = {metric: results["test"][metric] for metric in METRICS}
     manifest_path = os.path.join(results.get("anchor_pool") or "", "manifest.json")
-    manifest = json.load(open(manifest_path)) if os.path.isfile(manifest_path) else {}
+    manifest = read_json(manifest_path) if os.path.isfile(manifest_path) else {}
     out["train_seconds"] = manifest.get("train_seconds")
     out["best_epoch"] = manifest.get("best_epoch")
     out["epochs_cap"] = results.get("config", {}).get("epochs")
@@ -203,7 +207,7 @@ def main(argv):
     def build(method):
         if method in given:
             folder = os.path.dirname(given[method])
-            return given[method], json.load(open(os.path.join(folder, "results.json")))
+            return given[method], read_json(os.path.join(folder, "results.json"))
         extra_options = {"label_topk": args.label_topk, **SELF_CONTAINED} if method in TEACHER_LABELLED else {}
         folder = os.path.join(work_dir, "sets", method)
         results = run_or_reuse(folder, {**options, **extra_options, "method": method, "model": args.build_model,
@@ -229,7 +233,7 @@ def main(argv):
                 if args.assemble_only:
                     return None
                 raise SystemExit(f"--full={model}:{given_full[model]}: no such results.json yet; rerun when it exists.")
-            return json.load(open(given_full[model]))
+            return read_json(given_full[model])
         return run_or_reuse(os.path.join(work_dir, "full", model), {**options, "method": "full", "model": model})
 
     pairs = [(method, model) for method in methods for model in models]
@@ -243,8 +247,9 @@ def main(argv):
     labels = {}
     for method in methods:
         results = built[method][1] or {}
+        size = results.get("artifact_bytes")
         labels[method] = f"{REGISTRY[method].row_label(args.n_sequences)} ({results.get('family', 'self-contained')}" \
-                         f", {results.get('label_storage', '?')})"
+                         f", {results.get('label_storage', '?')}" + ("" if size is None else f", {size / 1e3:.0f} kB") + ")"
     command = "python benchmarks/transfer.py " + " ".join(argv)
     table = markdown(models, methods, labels, full, cells, agreement)
     os.makedirs(args.out, exist_ok=True)

@@ -6,6 +6,7 @@ through :func:`get_model` (plugin first, then RecBole) and layers the plugin's Y
 (``properties/``) between RecBole's defaults and the user's files and overrides.
 """
 
+import functools
 import importlib
 import os
 
@@ -51,12 +52,23 @@ def uses_item_text(config):
         return True
     if config["method"] != "eval" or not config["synthetic"]:
         return False
+    path = str(config["synthetic"])
+    try:
+        return _summary_references_text(path, os.path.getmtime(path))
+    except OSError:
+        return False  # reported by validation
+
+
+@functools.lru_cache(maxsize=8)
+def _summary_references_text(path, mtime):
+    """Whether the set file is a summary without its own item factor (read once per file version:
+    several start-up stages ask)."""
     from recbole_foster.distill.artifacts import FORMAT, NotASet, read_set
 
     try:
-        header, payload = read_set(str(config["synthetic"]))
+        header, payload = read_set(path)
     except (NotASet, OSError):
-        return False  # reported by validation
+        return False
     return header.get("format") == FORMAT and "item_factor" not in payload
 
 
