@@ -45,31 +45,35 @@ def get_model(model_name):
 
 
 def uses_item_text(config):
-    """Whether the run reads the item texts: a text-based model, or ``--method=eval`` of a distilled
-    summary whose item factor is the dataset's text embeddings (any model then needs them to turn
-    the set into item distributions)."""
-    if getattr(config.model_class, "requires_item_text", False):
+    """Whether the run reads the item texts: a text-based model, labels stored as codes over the
+    item texts (``label_storage: text_code``), or ``--method=eval`` of a set that needs them (a
+    distilled summary whose item factor is the dataset's text embeddings, or text-code labels):
+    any model then needs them to turn the set into item distributions."""
+    if getattr(config.model_class, "requires_item_text", False) or config["label_storage"] == "text_code":
         return True
     if config["method"] != "eval" or not config["synthetic"]:
         return False
     path = str(config["synthetic"])
     try:
-        return _summary_references_text(path, os.path.getmtime(path))
+        return _set_references_text(path, os.path.getmtime(path))
     except OSError:
         return False  # reported by validation
 
 
 @functools.lru_cache(maxsize=8)
-def _summary_references_text(path, mtime):
-    """Whether the set file is a summary without its own item factor (read once per file version:
-    several start-up stages ask)."""
-    from recbole_foster.distill.artifacts import FORMAT, NotASet, read_set
+def _set_references_text(path, mtime):
+    """Whether the set (file, or exported folder) is decoded with the dataset's text embeddings
+    (read once per file version: several start-up stages ask)."""
+    from recbole_foster.distill.artifacts import FORMAT, NotASet, read_set, read_soft_labels, soft_labels_file
 
     try:
+        if os.path.isdir(path):
+            sidecar = soft_labels_file(path)
+            return os.path.isfile(sidecar) and read_soft_labels(sidecar)[0].get("storage") == "text_code"
         header, payload = read_set(path)
     except (NotASet, OSError):
         return False
-    return header.get("format") == FORMAT and "item_factor" not in payload
+    return "label_codes" in payload or (header.get("format") == FORMAT and "item_factor" not in payload)
 
 
 def get_trainer(model_type, model_name):

@@ -40,19 +40,20 @@ class LabelMode:
         """(m, n, n_items) label log-probs over the catalog for evaluation; None = the inputs."""
         return None
 
-    def training_set(self, summary, teacher, device, stored=None):
+    def training_set(self, summary, teacher, device, stored=None, item_text=None):
         """``(SoftSequences over the whole catalog, input probabilities on CPU)`` of a summary;
-        with ``stored`` labels (:mod:`recbole_foster.stored_labels`) those replace the mode's own."""
+        with ``stored`` labels (:mod:`recbole_foster.stored_labels`; text codes are decoded with
+        ``item_text``) those replace the mode's own."""
         log_probs = summary.full_log_probabilities().to(device)
         if stored:
-            targets = expand(stored, log_probs.size(-1))[1]
+            targets = expand(stored, log_probs.size(-1), item_text)[1]
         else:
             with torch.no_grad():
                 targets = self.full_targets(summary, log_probs, teacher)
         log_probs = log_probs.cpu()
         return SoftSequences(log_probs, None if targets is None else targets.cpu()), log_probs.exp()
 
-    def stored_labels(self, summary, teacher, device, storage, k):
+    def stored_labels(self, summary, teacher, device, storage, k, item_text=None):
         """The labels of every position after the first, kept as ``storage`` says (a summary whose
         labels come from the teacher can carry them and leave the teacher behind)."""
         log_probs = summary.full_log_probabilities().to(device)
@@ -62,7 +63,7 @@ class LabelMode:
             targets = log_probs
         mask = torch.ones(targets.shape[:2], dtype=torch.bool)
         mask[:, 0] = False  # position 0 is never a target
-        return compress(targets.cpu(), mask, storage, k)
+        return compress(targets.cpu(), mask, storage, k, item_text)
 
 
 class Coupled(LabelMode):

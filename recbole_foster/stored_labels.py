@@ -5,6 +5,14 @@
 * ``dense``: every position's whole label distribution (float32 log-probabilities).
 * ``topk``: per position the ``label_topk`` largest probabilities (float16) and their item ids
   (int32); the rest of the mass is spread evenly over the other items (FKD's marginal smoothing).
+* ``text_code``: per position a code c (r float16 numbers) and one shared decoder D (r x d float16)
+  such that the label is softmax over items i of c . D . e_i, with e_i the dataset's frozen text
+  embedding of item i (which a text-based set references anyway). Why this is a good use of bytes:
+  a text-based teacher's scores are h . (W e_i + b), i.e. the label *is* a softmax over a linear
+  function of the item texts, so a few numbers per position keep the teacher's whole distribution
+  over the catalog, where top-k keeps k items and flattens the rest. The rank r is the largest
+  whose bytes do not exceed those of top-``label_topk`` storage of the same positions (equal
+  storage by construction), and the codes are fitted to the teacher's labels by KL.
 
 Labels are (m, n, n_items) log-distributions whose column 0 (padding) is -inf; ``mask`` (m, n)
 marks the positions that have a label, and only those are stored.
@@ -14,11 +22,14 @@ import math
 
 import torch
 
-STORAGES = ("teacher", "dense", "topk")
+STORAGES = ("teacher", "dense", "topk", "text_code")
+TOPK_BYTES_PER_LABEL = 2 + 4  # float16 probability + int32 item id
+CODE_FIT_STEPS = 300
 
 
-def compress(log_probs, mask, storage, k=None):
-    """The tensors that keep ``log_probs[mask]`` under ``storage`` (empty for ``teacher``)."""
+def compress(log_probs, mask, storage, k=None, item_text=None):
+    """The tensors that keep ``log_probs[mask]`` under ``storage`` (empty for ``teacher``);
+    ``text_code`` needs the dataset's (n_items, d) ``item_text`` embeddings (row 0: padding)."""
     if storage not in STORAGES:
         raise ValueError(f"label_storage must be one of {STORAGES}, got {storage!r}.")
     if storage == "teacher":
@@ -30,16 +41,28 @@ def compress(log_probs, mask, storage, k=None):
     n_real = log_probs.size(-1) - 1
     if not 1 <= k < n_real:
         raise ValueError(f"label_topk must be between 1 and {n_real - 1} (the catalog's items), got {k}.")
+    if storage == "text_code":
+        if item_text is None:
+            raise ValueError("label_storage=text_code needs the dataset's item text embeddings "
+                             "(a text-based model, or a set that references them).")
+        rank = code_rank(len(labels), item_text.size(1), k)
+        codes, decoder = fit_text_code(labels, item_text.float().to(labels.device), rank)
+        return {"label_mask": mask.cpu(), "label_codes": codes.half().cpu(), "label_decoder": decoder.half().cpu()}
     values, indices = labels.topk(k, dim=-1)
     return {"label_mask": mask.cpu(), "label_topk_probs": values.exp().half().cpu(),
             "label_topk_items": indices.int().cpu()}
 
 
-def expand(stored, n_items):
+def expand(stored, n_items, item_text=None):
     """``(mask, (m, n, n_items) log-probs)`` rebuilt from :func:`compress`'s tensors."""
     mask = stored["label_mask"]
     if "label_log_probs" in stored:
         rows = stored["label_log_probs"].float()
+    elif "label_codes" in stored:
+        if item_text is None:
+            raise ValueError("this set's labels are codes over the item texts (label_storage=text_code): "
+                             "it needs the dataset's item text embeddings to be read.")
+        rows = decode_text_code(stored["label_codes"].float(), stored["label_decoder"].float(), item_text.float())
     else:
         probs = stored["label_topk_probs"].float()
         items = stored["label_topk_items"].long()
@@ -52,6 +75,44 @@ def expand(stored, n_items):
     full[..., 1:] = 0.0  # positions without a label: any distribution, never used
     full[mask] = rows
     return mask, full
+
+
+def code_rank(n_positions, text_dim, k):
+    """The largest code rank r whose codes (n_positions x r) and decoder (r x text_dim), in float16,
+    take no more bytes than top-k labels of the same positions; at least 1."""
+    budget = n_positions * k * TOPK_BYTES_PER_LABEL
+    return max(1, budget // (2 * (n_positions + text_dim)))
+
+
+def decode_text_code(codes, decoder, item_text):
+    """(P, n_items) log-probs: log softmax over items 1.. of codes . decoder . item_text^T."""
+    logits = codes @ (decoder @ item_text[1:].T)
+    rows = torch.log_softmax(logits, dim=-1)
+    return torch.cat([torch.full_like(rows[:, :1], -math.inf), rows], dim=1)
+
+
+def fit_text_code(label_log_probs, item_text, rank, steps=CODE_FIT_STEPS):
+    """Codes (P, rank) and decoder (rank, d) whose decoded labels are closest in KL to
+    ``label_log_probs`` (P, n_items). Start: least squares of the centred log-probs on the text
+    embeddings, truncated to ``rank`` by SVD (exact for a linear text teacher up to the rank);
+    then Adam on the KL, which weighs the head of each distribution, where the ranking is."""
+    targets = label_log_probs[:, 1:]
+    texts = item_text[1:]
+    centred = targets - targets.mean(dim=1, keepdim=True)
+    directions = torch.linalg.lstsq(texts, centred.T).solution.T  # (P, d): centred ~ directions @ texts.T
+    left, singular, right = torch.linalg.svd(directions, full_matrices=False)
+    rank = min(rank, len(singular))
+    codes = (left[:, :rank] * singular[:rank]).clone().requires_grad_(True)
+    decoder = right[:rank].clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([codes, decoder], lr=0.01)
+    probs = targets.exp()
+    for _ in range(steps):
+        optimiser.zero_grad()
+        log_pred = torch.log_softmax(codes @ (decoder @ texts.T), dim=-1)  # rank x items first: cheap
+        loss = (probs * (targets - log_pred)).sum(-1).mean()
+        loss.backward()
+        optimiser.step()
+    return codes.detach(), decoder.detach()
 
 
 def stored_bytes(stored):

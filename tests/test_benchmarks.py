@@ -64,3 +64,85 @@ def test_ior_pairs_runs_by_draw_and_seed_and_needs_two_standard_errors():
     assert partial["n"] == 2  # only the pairs both have
     assert paper_table.reference_of("generate_kd", {"label_storage": "topk"}) == "random_kd"
     assert paper_table.reference_of("kcenter", {"label_storage": "hard"}) == "random"
+
+
+import label_storage  # noqa: E402
+import learning_curve  # noqa: E402
+
+
+def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(name, options, work_dir, variants=None):
+        calls.append((name, options.get("label_storage"), work_dir))
+        better = 0.01 if options.get("label_storage") == "text_code" else 0.0
+        metrics = {**FAKE_METRICS, "ndcg@10": 0.1 + better}
+        return {"test": metrics, "table": {"Full": FAKE_METRICS}, "timings": {}, "label_storage": options.get("label_storage"),
+                "family": "self-contained", "artifact_bytes": 100,
+                "per_seed": [{"seed": s, "test": {**metrics, "ndcg@10": metrics["ndcg@10"] + s * 1e-4}}
+                             for s in (3020, 3021)]}
+
+    monkeypatch.setattr(label_storage, "run_or_reuse", fake)
+    label_storage.main(["--storages=topk,text_code", "--methods=random_kd,kcenter_kd", "--selection_seeds=2",
+                        f"--work_dir={tmp_path / 'w'}", f"--runs=text_code:{tmp_path / 'old'}", f"--out={tmp_path}"])
+    assert ("random", None, str(tmp_path / "w" / "topk")) in calls
+    assert ("random_kd-sel1", "text_code", str(tmp_path / "old")) in calls  # an existing work dir is reused
+    assert ("kcenter_kd-sel1", "topk", str(tmp_path / "w" / "topk")) in calls
+    with open(tmp_path / "ml-100k.json") as f:
+        rows = {r["method"]: r for r in json.load(f)["rows"]}
+    code = rows["Random-KD-20, text-code labels (≤ top-10 bytes)"]
+    assert code["ior"]["n"] == 4 and abs(code["ior"]["mean"] - 0.01) < 1e-9 and code["ior"]["beyond_2se"]
+    kcenter = rows["K-Center-KD-20, text-code labels (≤ top-10 bytes)"]
+    assert abs(kcenter["ior_same_labels"]["mean"]) < 1e-9 and not kcenter["ior_same_labels"]["beyond_2se"]
+    assert "ior" not in rows["Random-KD-20, top-10 labels"]
+    assert (tmp_path / "ml-100k.png").stat().st_size > 0 and (tmp_path / "ml-100k.md").exists()
+
+
+@pytest.mark.slow
+def test_learning_curve_resumes_one_distillation_point_by_point(toy_data_root, tiny_bert_dir, tmp_path):
+    from recbole_foster.run import run
+    from tests.toy_data import as_argv, toy_options
+
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path)
+    run_options = {k: v for k, v in options.items() if k not in ("dataset", "output_dir", "foster_outer_steps")}
+    argv = [f"--dataset={options['dataset']}", "--max_steps=4", "--every=2", f"--work_dir={tmp_path / 'curve'}",
+            f"--out={tmp_path / 'out'}"] + [f"--{k}={v}" for k, v in run_options.items()]
+    learning_curve.main(argv)
+    with open(tmp_path / "out" / "toy-foster.json") as f:
+        curve = json.load(f)
+    assert [p["steps"] for p in curve["points"]] == [0, 2, 4]
+    assert curve["points"][0]["s_per_step"] is None and all(p["s_per_step"] > 0 for p in curve["points"][1:])
+    # the 4-step point, reached by resuming the 2-step run, is the set of an uninterrupted 4-step run
+    direct = run(as_argv({**options, "method": "foster", "foster_outer_steps": "4", "distilled_eval_seeds": "1",
+                          "foster_compare_random": "False", "output_dir": str(tmp_path / "direct")}))
+    assert curve["points"][2]["valid_ndcg@10"] == direct["valid"]["ndcg@10"]
+    assert curve["points"][2]["test_ndcg@10"] == direct["test"]["ndcg@10"]
+    learning_curve.main(argv)  # a finished curve is read back, not re-run
+    assert (tmp_path / "out" / "toy-foster.png").stat().st_size > 0
+
+
+import budget_curve  # noqa: E402
+
+
+def test_budget_curve_runs_each_budget_on_the_same_draws_and_compares_storages(monkeypatch, tmp_path):
+    calls = []
+
+    def fake(name, options, work_dir, variants=None):
+        calls.append((name, options["n_sequences"], options.get("label_storage"), work_dir))
+        value = {"text_code": 0.3, "topk": 0.2}.get(options.get("label_storage"), 0.1) + options["n_sequences"] * 1e-3
+        return {"test": {**FAKE_METRICS, "ndcg@10": value}, "table": {"Full": FAKE_METRICS}, "timings": {},
+                "family": "self-contained", "artifact_bytes": 10 * options["n_sequences"],
+                "per_seed": [{"seed": s, "test": {**FAKE_METRICS, "ndcg@10": value + s * 1e-5}} for s in (1, 2)]}
+
+    monkeypatch.setattr(budget_curve, "run_draws", lambda method, options, work_dir, draws, seed: label_storage.pooled(
+        [fake(method, options, work_dir)]))
+    budget_curve.main(["--budgets=5,20", f"--work_dir={tmp_path / 'w'}", f"--runs=topk@20:{tmp_path / 'old'}",
+                       f"--out={tmp_path}"])
+    assert {(name, n, storage) for name, n, storage, _ in calls} == {
+        (m, n, s) for n in (5, 20) for m, s in (("random", None), ("random_kd", "topk"), ("random_kd", "text_code"))}
+    assert ("random_kd", 20, "topk", str(tmp_path / "old")) in calls
+    with open(tmp_path / "ml-100k.json") as f:
+        rows = json.load(f)["rows"]
+    code = [r for r in rows if r["label_storage"] == "text_code"]
+    assert [r["n"] for r in code] == [5, 20] and all(abs(r["ior_vs_topk"]["mean"] - 0.1) < 1e-9 for r in code)
+    assert (tmp_path / "ml-100k.png").stat().st_size > 0

@@ -36,6 +36,7 @@ def runs(toy_data_root, tiny_bert_dir, tmp_path_factory):
         return options, run(as_argv(options))
 
     return {"topk": one("topk", method="random_kd", label_storage="topk", label_topk=5),
+            "code": one("code", method="random_kd", label_storage="text_code", label_topk=5),
             "teacher": one("teacher", method="random_kd"),
             "foster": one("foster", method="foster", label_topk=5, foster_compare_random="False"),
             "tmp": tmp}
@@ -146,6 +147,25 @@ def test_eval_of_the_exported_folder_trains_on_the_same_set_as_its_set_file(runs
 
 
 @pytest.mark.slow
+def test_text_code_labels_export_and_read_back_to_the_same_training_set(runs):
+    """A set whose labels are codes over the item texts exports its codes and decoder; eval of the
+    folder decodes them with the loaded dataset's text embeddings into the set file's very labels."""
+    options, kept = runs["code"]
+    folder = kept["exported_atomic"]
+    meta = torch.load(soft_labels_file(folder), weights_only=True)["header"]
+    assert meta["storage"] == "text_code" and meta["text_embedding_key"]
+    ctx = prepared(options, method="eval", synthetic=folder)
+    from_folder = training_set_of(ctx, check_saved_set(ctx))[0]
+    ctx.config["synthetic"] = kept["set_file"]
+    from_file = training_set_of(ctx, check_saved_set(ctx))[0]
+    assert torch.equal(from_folder.item_seqs, from_file.item_seqs)
+    assert torch.equal(from_folder.target_log_probs, from_file.target_log_probs)
+    again = run(as_argv({**options, "method": "eval", "synthetic": folder, "export_atomic": "",
+                         "output_dir": str(runs["tmp"] / "eval-code")}))
+    assert again["test"] == kept["test"] and again["label_storage"] == "text_code"
+
+
+@pytest.mark.slow
 def test_teacher_assisted_set_exports_hard_sequences_only_and_says_so(runs):
     _, assisted = runs["teacher"]
     assert assisted["family"] == "teacher-assisted" and assisted["exported_soft_labels"] is None
@@ -195,9 +215,32 @@ class Catalog:
 
     iid_field, dataset_name = "item_id", "toy"
 
-    def __init__(self, tokens):
+    def __init__(self, tokens, text_embedding_key=None):
         self.field2id_token = {"item_id": tokens}
         self.field2token_id = {"item_id": {t: i for i, t in enumerate(tokens)}}
+        self.text_embedding_key = text_embedding_key
+
+
+def test_text_code_labels_decode_by_text_whatever_the_loaders_ids_and_need_the_same_encoder(tmp_path):
+    items = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    item_text = torch.randn(31, 6, generator=torch.Generator().manual_seed(0))
+    item_text[0] = 0
+    logits = torch.randn(2, 4, 3) @ torch.randn(3, 6) @ item_text.T
+    logits[..., 0] = -math.inf
+    mask = torch.tensor([[False, True, True, False], [False, True, False, False]])
+    stored = compress(torch.log_softmax(logits, -1), mask, "text_code", 3, item_text)
+    folder = write_atomic_sequences(str(tmp_path), "s", items, ["u1", "u2"], TOY_ITEMS, labels=stored,
+                                    label_header={"text_encoder": "enc", "text_embedding_key": "key-a"})
+    other_order = ["[PAD]"] + TOY_ITEMS[:0:-1]
+    to_theirs = torch.tensor([0] + [other_order.index(t) for t in TOY_ITEMS[1:]])
+    their_text = torch.zeros_like(item_text)
+    their_text[to_theirs] = item_text  # the loader embeds the same texts under its own ids
+    _, back, header = load_atomic_set(folder, Catalog(other_order, "key-a"), max_len=5)
+    assert header["label_storage"] == "text_code"
+    ours, theirs = expand(stored, 31, item_text)[1][mask], expand(back, 31, their_text)[1][back["label_mask"]]
+    assert torch.allclose(theirs[:, to_theirs], ours)
+    with pytest.raises(ValueError, match="--text_encoder"):
+        load_atomic_set(folder, Catalog(TOY_ITEMS, "key-b"), max_len=5)
 
 
 @pytest.mark.parametrize("storage", ["topk", "dense"])

@@ -11,7 +11,7 @@ from recbole_foster.distill.artifacts import NotASet, read_set
 from recbole_foster.methods.generation import teacher_generated_sequences
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.run import run
-from recbole_foster.stored_labels import compress, expand, stored_bytes
+from recbole_foster.stored_labels import code_rank, compress, expand, stored_bytes
 from tests.test_distill import FakeCatalog
 from tests.toy_data import as_argv, toy_options
 
@@ -65,6 +65,58 @@ def test_topk_keeps_the_k_largest_and_spreads_the_rest_evenly():
     assert stored_bytes(stored) == mask.sum() * k * (2 + 4) + mask.numel()
 
 
+def text_linear_labels(n_items=60, dim=8, rank=2, seed=0):
+    """Labels of a teacher whose scores are linear in the item texts (as a text-based model's are):
+    ``(log_probs (4, 6, n_items), mask, item_text (n_items, dim) with a zero padding row)``."""
+    g = torch.Generator().manual_seed(seed)
+    item_text = torch.randn(n_items, dim, generator=g)
+    item_text[0] = 0
+    directions = torch.randn(4, 6, rank, generator=g) @ torch.randn(rank, dim, generator=g)
+    logits = 1.5 * directions @ item_text.T
+    logits[..., 0] = -math.inf
+    mask = torch.ones(4, 6, dtype=torch.bool)
+    mask[:, 0] = False
+    mask[2, 4:] = False
+    return torch.log_softmax(logits, -1), mask, item_text
+
+
+def kl_per_label(log_probs, back, mask):
+    p = log_probs[mask][:, 1:]
+    return (p.exp() * (p - back[mask][:, 1:])).sum(-1)
+
+
+def test_text_code_keeps_a_text_linear_teachers_whole_distribution_within_the_topk_budget():
+    log_probs, mask, item_text = text_linear_labels()
+    k = 3
+    code = compress(log_probs, mask, "text_code", k, item_text)
+    topk = compress(log_probs, mask, "topk", k)
+    assert code["label_codes"].dtype == torch.float16 and code["label_codes"].shape[0] == int(mask.sum())
+    assert stored_bytes(code) <= stored_bytes(topk)  # equal storage by construction
+    back_mask, back = expand(code, log_probs.size(-1), item_text)
+    assert torch.equal(back_mask, mask) and torch.all(back[mask][:, 0] == -math.inf)
+    assert torch.allclose(back[mask].exp().sum(-1), torch.ones(int(mask.sum())), atol=1e-4)
+    code_kl = kl_per_label(log_probs, back, mask)
+    topk_kl = kl_per_label(log_probs, expand(topk, log_probs.size(-1))[1], mask)
+    assert code_kl.max() < 0.01 and code_kl.mean() < topk_kl.mean() / 10
+
+
+def test_text_code_rank_is_the_largest_that_fits_the_topk_bytes():
+    for positions, dim, k in [(213, 384, 10), (980, 384, 10), (5, 384, 1), (40, 8, 3)]:
+        r = code_rank(positions, dim, k)
+        budget = positions * k * (2 + 4)
+        assert r >= 1 and (r == 1 or 2 * r * (positions + dim) <= budget)
+        assert 2 * (r + 1) * (positions + dim) > budget
+
+
+def test_text_code_needs_the_item_texts_to_be_written_and_read():
+    log_probs, mask, item_text = text_linear_labels()
+    with pytest.raises(ValueError, match="item text embeddings"):
+        compress(log_probs, mask, "text_code", 3)
+    stored = compress(log_probs, mask, "text_code", 3, item_text)
+    with pytest.raises(ValueError, match="item text embeddings"):
+        expand(stored, log_probs.size(-1))
+
+
 def test_teacher_storage_stores_nothing_and_bad_settings_are_refused():
     log_probs, mask = random_labels()
     assert compress(log_probs, mask, "teacher") == {}
@@ -85,17 +137,18 @@ def test_teacher_generated_sequences_start_from_the_given_items_and_never_repeat
 
 
 @pytest.mark.slow
-def test_self_contained_set_trains_without_the_teacher_and_reports_its_family(toy_data_root, tiny_bert_dir,
+@pytest.mark.parametrize("storage", ["topk", "text_code"])
+def test_self_contained_set_trains_without_the_teacher_and_reports_its_family(storage, toy_data_root, tiny_bert_dir,
                                                                                tmp_path):
     base = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="random_kd", distilled_eval_seeds=1)
-    kept = run(as_argv({**base, "label_storage": "topk", "label_topk": 5, "output_dir": str(tmp_path / "topk")}))
+    kept = run(as_argv({**base, "label_storage": storage, "label_topk": 5, "output_dir": str(tmp_path / "kept")}))
     assisted = run(as_argv({**base, "output_dir": str(tmp_path / "teacher")}))
     assert kept["family"] == "self-contained" and assisted["family"] == "teacher-assisted"
     assert assisted["artifact_bytes"] == (os.path.getsize(assisted["set_file"])
                                           + assisted["artifact_bytes_parts"]["teacher_checkpoint"])
     assert kept["artifact_bytes"] == os.path.getsize(kept["set_file"])
     header, _ = read_set(kept["set_file"])
-    assert header["label_storage"] == "topk" and header["format"] == "recbole_foster.windows/1"
+    assert header["label_storage"] == storage and header["format"] == "recbole_foster.windows/1"
 
     # Without the real-data run on disk (teacher and anchors gone) the self-contained set still trains,
     # with the same metrics; the teacher-assisted one is refused before anything is trained.

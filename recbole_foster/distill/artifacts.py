@@ -241,11 +241,11 @@ def write_soft_labels(path, items, user_tokens, item_tokens, labels, header=None
     rows = mask.nonzero()  # row-major, the order compress() stored the labels in
     positions = ((items > 0).long().cumsum(1) - 1)[rows[:, 0], rows[:, 1]]  # rank among the row's items
     catalog = [str(t) for t in item_tokens[1:]]
-    storage = "dense" if "label_log_probs" in labels else "topk"
+    storage = "dense" if "label_log_probs" in labels else "text_code" if "label_codes" in labels else "topk"
     payload = {
         "header": {
             "format": SOFT_LABELS_FORMAT, **(header or {}), "storage": storage,
-            "k": None if storage == "dense" else int(labels["label_topk_items"].size(-1)),
+            "k": int(labels["label_topk_items"].size(-1)) if storage == "topk" else None,
             "n_labels": len(rows), "item_tokens": catalog, "user_tokens": [str(u) for u in user_tokens],
         },
         "user": rows[:, 0].int(),
@@ -253,6 +253,9 @@ def write_soft_labels(path, items, user_tokens, item_tokens, labels, header=None
     }
     if storage == "dense":
         payload["log_probs"] = labels["label_log_probs"][:, 1:].float()
+    elif storage == "text_code":  # decoded over the item texts, whatever ids a loader gives the items
+        payload["codes"] = labels["label_codes"].half()
+        payload["decoder"] = labels["label_decoder"].half()
     else:
         payload["topk_items"] = (labels["label_topk_items"] - 1).int()
         payload["topk_probs"] = labels["label_topk_probs"].half()
@@ -366,6 +369,13 @@ def _stored_labels(path, header, payload, users, item_seqs, dataset):
                          "each user's first exactly once.")
     order = torch.argsort(rows * item_seqs.size(1) + positions)  # compress() keeps labels in row-major order
     ids = torch.tensor([token_id[t] for t in theirs])  # sidecar item index -> loaded id
+    if header["storage"] == "text_code":
+        key = getattr(dataset, "text_embedding_key", None)
+        if key != header.get("text_embedding_key"):
+            raise ValueError(f"{path} holds labels as codes over the item texts embedded by "
+                             f"{header.get('text_encoder')!r}, but this run embeds them differently; evaluate it "
+                             "with the --text_encoder (and text fields) it was exported with.")
+        return {"label_mask": mask, "label_codes": payload["codes"][order], "label_decoder": payload["decoder"]}
     if header["storage"] == "dense":
         log_probs = torch.full((len(rows), n_catalog + 1), -math.inf)
         log_probs[:, ids] = payload["log_probs"].float()

@@ -122,13 +122,15 @@ def distill_and_evaluate(ctx, trainer_class):
     # Labels of a teacher-labelled summary are kept as label_storage says; the other modes carry
     # their labels in the summary itself.
     storage, stored = "summary", None
+    item_text = getattr(ctx.dataset, "item_text_embeddings", None)
     if label_mode.needs_teacher:
         storage = config["label_storage"]
         if storage != "teacher":  # the teacher labels the set at training time: nothing to store
-            stored = label_mode.stored_labels(summary, ctx.teacher, config["device"], storage, config["label_topk"])
+            stored = label_mode.stored_labels(summary, ctx.teacher, config["device"], storage, config["label_topk"],
+                                              item_text)
     path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, set_header(ctx, label_mode, storage),
                           stored, standalone=bool(config["set_standalone"]))
-    soft, probs = label_mode.training_set(summary, ctx.teacher, config["device"], stored)
+    soft, probs = label_mode.training_set(summary, ctx.teacher, config["device"], stored, item_text)
     result = evaluate_training_set(ctx, soft, desc=label)
     table = {"Full": ctx.real_run.manifest["test"], label: result["test"]}
     random_result = None

@@ -93,13 +93,14 @@ def training_set_of(ctx, saved):
     """``(training set, input probabilities or None)`` of a loaded set."""
     teacher = ctx.teacher if saved.needs_teacher else None
     if saved.summary is not None:
-        return saved.mode.training_set(saved.summary, teacher, ctx.config["device"], saved.stored or None)
+        return saved.mode.training_set(saved.summary, teacher, ctx.config["device"], saved.stored or None,
+                                       getattr(ctx.dataset, "item_text_embeddings", None))
     sequences = saved.payload["item_seqs"].long()
     if saved.storage == "hard":
         return HardSequences(sequences), None
     if saved.storage == "teacher":
         return TeacherLabelledSequences.from_teacher(sequences, teacher), None
-    mask, log_probs = expand(saved.stored, ctx.dataset.item_num)
+    mask, log_probs = expand(saved.stored, ctx.dataset.item_num, getattr(ctx.dataset, "item_text_embeddings", None))
     labelled = TeacherLabelledSequences(sequences, log_probs)
     if not bool((labelled.label_mask == mask).all()):
         raise ValueError(f"{saved.path} is damaged: its stored labels do not match its windows.")

@@ -41,12 +41,13 @@ def save_and_judge(ctx, label, sequences, users, training_set, stored=None, stor
 
 def teacher_labelled(ctx, sequences):
     """``(training set, stored label tensors, storage)``: the teacher's labels for ``sequences``,
-    as the configured ``label_storage`` keeps them (top-k labels are trained on as stored)."""
+    as the configured ``label_storage`` keeps them (top-k and text-code labels are trained on as stored)."""
     storage = ctx.config["label_storage"]
     labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
-    stored = compress(labelled.target_log_probs, labelled.label_mask, storage, ctx.config["label_topk"])
-    if storage == "topk":
-        _, log_probs = expand(stored, labelled.target_log_probs.size(-1))
+    item_text = getattr(ctx.dataset, "item_text_embeddings", None)
+    stored = compress(labelled.target_log_probs, labelled.label_mask, storage, ctx.config["label_topk"], item_text)
+    if storage in ("topk", "text_code"):  # lossy storage: train on the labels as the file keeps them
+        _, log_probs = expand(stored, labelled.target_log_probs.size(-1), item_text)
         labelled = TeacherLabelledSequences(sequences, log_probs)
     return labelled, stored, storage
 

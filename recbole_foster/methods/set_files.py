@@ -59,6 +59,8 @@ def export_set(ctx, items, user_tokens, labels=None, teacher_assisted=False):
     dataset, n = ctx.dataset, len(items)
     name = f"{ctx.config['dataset']}-{ctx.config['method']}{n}"
     header = {"dataset": ctx.config["dataset"], "method": ctx.config["method"], "inter_file": f"{name}.inter"}
+    if labels and "label_codes" in labels:  # codes are decoded with these text embeddings
+        header.update(text_encoder=ctx.text_encoder, text_embedding_key=getattr(dataset, "text_embedding_key", None))
     out = write_atomic_sequences(folder, name, items, user_tokens, list(dataset.field2id_token[dataset.iid_field]),
                                  item_texts(dataset, text_fields_of(ctx.config)), labels, header)
     sidecar = soft_labels_file(out) if labels else None

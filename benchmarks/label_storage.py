@@ -1,0 +1,140 @@
+"""Self-contained small sets at equal storage: the same windows with their labels kept in different ways.
+
+    python benchmarks/label_storage.py --dataset=ml-100k --seeds=3 --selection_seeds=3 \
+        --storages=topk,text_code,teacher --methods=random_kd,kcenter_kd --label_topk=10
+
+For each ``label_storage`` (``topk``, ``text_code``; ``teacher`` = the teacher labels the set at
+training time, the teacher-assisted reference) and each teacher-labelled method, one
+``benchmarks/paper_table.py`` run per user draw (``--selection_seeds``, all methods over the
+same draws) and evaluation seed, plus Random-20 with hard labels. Two IORs per row, paired by
+(draw, evaluation seed): against Random-KD-N with ``--reference_storage`` labels (what the
+storage adds at no more bytes) and against Random-KD-N with the row's own storage (what the
+windows add, same labels). Runs are resumable and reusable: ``--runs=STORAGE:DIR`` reads (and
+completes) an existing paper_table work dir for that storage. Writes
+``<out>/<dataset>.{json,md,png}``.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from paper_table import (  # noqa: E402  (benchmarks/paper_table.py, beside this script)
+    LABELS, improvement_over_random, markdown, pooled, row_of, run_or_reuse,
+)
+from recbole_foster.cli import CLIError, parse_args  # noqa: E402
+
+STORAGE_LABELS = {"topk": "top-{k} labels", "text_code": "text-code labels (≤ top-{k} bytes)",
+                  "dense": "dense labels", "teacher": "teacher at training time"}
+
+
+def run_draws(method, options, work_dir, draws, seed):
+    """``method`` over ``draws`` user draws (selection_seed = seed + i), pooled as paper_table pools them."""
+    return pooled([run_or_reuse(method, options, work_dir)] + [
+        run_or_reuse(f"{method}-sel{i}", {**options, "selection_seed": seed + i}, work_dir) for i in range(1, draws)])
+
+
+def label_of(method, storage, n, k):
+    if method == "random":
+        return f"Random-{n} (hard labels)"
+    return f"{LABELS[method]}-{n}, {STORAGE_LABELS[storage].format(k=k)}"
+
+
+def plot(rows, full, path, title):
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
+    names = [r["method"] for r in rows]
+    ax.barh(names, [r["ndcg@10"] for r in rows], xerr=[r.get("ndcg@10_std") or 0 for r in rows],
+            color=["tab:gray" if r["family"] == "teacher-assisted" else "tab:blue" for r in rows])
+    ax.axvline(full, color="black", linestyle="--", label=f"Full {full:.4f}")
+    ax.invert_yaxis()
+    ax.set_xlabel("test NDCG@10 (mean ± std over draws x evaluation seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
+    parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--n_sequences", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per set")
+    parser.add_argument("--selection_seeds", type=int, default=3, help="user draws (selection_seed = seed + i)")
+    parser.add_argument("--storages", default="topk,text_code,teacher")
+    parser.add_argument("--methods", default="random_kd", help="teacher-labelled methods (random_kd first)")
+    parser.add_argument("--label_topk", type=int, default=10, help="top-k labels; also text_code's byte budget")
+    parser.add_argument("--reference_storage", default="topk")
+    parser.add_argument("--runs", action="append", default=[], metavar="STORAGE:DIR",
+                        help="an existing paper_table work dir for STORAGE (read, completed if needed)")
+    parser.add_argument("--work_dir", default=None, help="default outputs/label_storage/<dataset>")
+    parser.add_argument("--out", default="benchmarks/results/label-storage")
+    args, extra = parser.parse_known_args(argv)
+    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds,
+               "label_topk": args.label_topk}
+    try:
+        options.update(parse_args(extra))
+    except CLIError as error:
+        parser.error(str(error))
+    storages = [s for s in args.storages.split(",") if s]
+    methods = [m for m in args.methods.split(",") if m]
+    if methods[0] != "random_kd" or args.reference_storage not in storages:
+        parser.error("--methods must start with random_kd and --storages must hold --reference_storage "
+                     "(they are the IOR references)")
+    base_dir = args.work_dir or os.path.join("outputs", "label_storage", args.dataset)
+    dirs = {s: os.path.join(base_dir, s) for s in storages}
+    for spec in args.runs:
+        storage, _, folder = spec.partition(":")
+        if storage not in dirs or not folder:
+            parser.error(f"--runs={spec}: expected STORAGE:DIR with STORAGE one of {storages}")
+        dirs[storage] = folder
+    seed = int(options.get("seed", 2020))
+
+    results = {("random", "hard"): run_draws("random", options, dirs[args.reference_storage],
+                                             args.selection_seeds, seed)}
+    for storage in storages:
+        for method in methods:
+            results[(method, storage)] = run_draws(method, {**options, "label_storage": storage}, dirs[storage],
+                                                   args.selection_seeds, seed)
+    reference = results[("random_kd", args.reference_storage)]
+    full = results[("random", "hard")]["table"]["Full"]
+    rows = [row_of("full", {"test": full, "timings": {}, "peak_mem_mb": None}, args.n_sequences)]
+    for (method, storage), result in results.items():
+        row = row_of(method, result, args.n_sequences)
+        row["method"] = label_of(method, storage, args.n_sequences, args.label_topk)
+        row["label_storage"] = storage
+        if method != "random" and (method, storage) != ("random_kd", args.reference_storage):
+            row["ior"] = improvement_over_random(result, reference)
+            row["ior_reference"] = label_of("random_kd", args.reference_storage, args.n_sequences, args.label_topk)
+            if method != "random_kd":
+                row["ior_same_labels"] = improvement_over_random(result, results[("random_kd", storage)])
+        rows.append(row)
+
+    command = "python benchmarks/label_storage.py " + " ".join(argv)
+    table = markdown(rows)
+    same = [f"- {r['method']}: IOR vs Random-KD-{args.n_sequences} with the same labels "
+            f"{r['ior_same_labels']['mean']:+.4f} ± {r['ior_same_labels']['std']:.4f} (n={r['ior_same_labels']['n']})"
+            + (" **>2SE**" if r["ior_same_labels"]["beyond_2se"] else "")
+            for r in rows if r.get("ior_same_labels")]
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, args.dataset)
+    with open(stem + ".json", "w") as f:
+        json.dump({"dataset": args.dataset, "n_sequences": args.n_sequences, "eval_seeds": args.seeds,
+                   "selection_seeds": args.selection_seeds, "reference_storage": args.reference_storage,
+                   "overrides": {k: v for k, v in options.items() if k not in ("dataset", "n_sequences")},
+                   "work_dirs": dirs, "command": command, "rows": rows}, f, indent=2)
+    with open(stem + ".md", "w") as f:
+        f.write(f"<!-- {command} -->\n{table}\n" + ("\n" + "\n".join(same) + "\n" if same else ""))
+    plot(rows[1:], full["ndcg@10"], stem + ".png",
+         f"{args.dataset}: {args.n_sequences} windows, labels kept in different ways "
+         f"({args.selection_seeds} draws x {args.seeds} seeds)")
+    print(table + ("\n" + "\n".join(same) if same else ""))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
