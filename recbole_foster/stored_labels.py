@@ -94,10 +94,13 @@ def decode_text_code(codes, decoder, item_text):
 def fit_text_code(label_log_probs, item_text, rank, steps=CODE_FIT_STEPS):
     """Codes (P, rank) and decoder (rank, d) whose decoded labels are closest in KL to
     ``label_log_probs`` (P, n_items). Start: least squares of the centred log-probs on the text
-    embeddings, truncated to ``rank`` by SVD (exact for a linear text teacher up to the rank);
-    then Adam on the KL, which weighs the head of each distribution, where the ranking is."""
+    embeddings, truncated to ``rank`` by SVD (exact when the teacher's scores are linear in the
+    texts with rank <= ``rank``); then Adam on the KL, which weighs the head of each distribution,
+    where the ranking is."""
     targets = label_log_probs[:, 1:]
     texts = item_text[1:]
+    if len(targets) == 0:  # no labelled position: nothing to fit
+        return targets.new_zeros(0, rank), targets.new_zeros(rank, texts.size(1))
     centred = targets - targets.mean(dim=1, keepdim=True)
     directions = torch.linalg.lstsq(texts, centred.T).solution.T  # (P, d): centred ~ directions @ texts.T
     left, singular, right = torch.linalg.svd(directions, full_matrices=False)

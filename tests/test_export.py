@@ -123,11 +123,13 @@ def test_stock_recbole_sasrec_trains_on_the_export(runs):
 
 
 @pytest.mark.slow
-def test_eval_of_the_exported_folder_trains_on_the_same_set_as_its_set_file(runs):
+@pytest.mark.parametrize("storage", ["topk", "text_code"])
+def test_eval_of_the_exported_folder_trains_on_the_same_set_as_its_set_file(runs, storage):
     """``--method=eval --synthetic=<exported folder>`` rebuilds the very training set of ``set.pt``
-    (windows and top-k labels, in the loaded dataset's ids), so it gives the same metrics; it is
-    self-contained and its size is the .inter plus the sidecar."""
-    options, kept = runs["topk"]
+    (windows and top-k labels, or text codes decoded with the loaded dataset's text embeddings, in
+    its ids), so it gives the same metrics; it is self-contained and its size is the .inter plus
+    the sidecar."""
+    options, kept = runs["code" if storage == "text_code" else storage]
     folder = kept["exported_atomic"]
     ctx = prepared(options, method="eval", synthetic=folder)
     from_folder = training_set_of(ctx, check_saved_set(ctx))[0]
@@ -137,9 +139,9 @@ def test_eval_of_the_exported_folder_trains_on_the_same_set_as_its_set_file(runs
     assert torch.equal(from_folder.target_log_probs, from_file.target_log_probs)
 
     again = run(as_argv({**options, "method": "eval", "synthetic": folder, "export_atomic": "",
-                         "output_dir": str(runs["tmp"] / "eval-topk")}))
+                         "output_dir": str(runs["tmp"] / f"eval-{storage}")}))
     assert again["test"] == kept["test"] and again["valid"] == kept["valid"]
-    assert again["family"] == "self-contained" and again["label_storage"] == "topk"
+    assert again["family"] == "self-contained" and again["label_storage"] == storage
     name = os.path.basename(folder)
     files = [os.path.join(folder, f"{name}.inter"), soft_labels_file(folder)]
     assert again["artifact_bytes"] == sum(os.path.getsize(f) for f in files)
@@ -147,22 +149,12 @@ def test_eval_of_the_exported_folder_trains_on_the_same_set_as_its_set_file(runs
 
 
 @pytest.mark.slow
-def test_text_code_labels_export_and_read_back_to_the_same_training_set(runs):
-    """A set whose labels are codes over the item texts exports its codes and decoder; eval of the
-    folder decodes them with the loaded dataset's text embeddings into the set file's very labels."""
-    options, kept = runs["code"]
-    folder = kept["exported_atomic"]
-    meta = torch.load(soft_labels_file(folder), weights_only=True)["header"]
-    assert meta["storage"] == "text_code" and meta["text_embedding_key"]
-    ctx = prepared(options, method="eval", synthetic=folder)
-    from_folder = training_set_of(ctx, check_saved_set(ctx))[0]
-    ctx.config["synthetic"] = kept["set_file"]
-    from_file = training_set_of(ctx, check_saved_set(ctx))[0]
-    assert torch.equal(from_folder.item_seqs, from_file.item_seqs)
-    assert torch.equal(from_folder.target_log_probs, from_file.target_log_probs)
-    again = run(as_argv({**options, "method": "eval", "synthetic": folder, "export_atomic": "",
-                         "output_dir": str(runs["tmp"] / "eval-code")}))
-    assert again["test"] == kept["test"] and again["label_storage"] == "text_code"
+def test_text_code_labels_export_as_codes_with_the_text_embedding_they_decode_with(runs):
+    sidecar = torch.load(soft_labels_file(runs["code"][1]["exported_atomic"]), weights_only=True)
+    meta = sidecar["header"]
+    assert meta["storage"] == "text_code" and meta["text_embedding_key"] and meta["k"] is None
+    assert sidecar["codes"].dtype == torch.float16 and len(sidecar["codes"]) == meta["n_labels"]
+    assert sidecar["decoder"].shape[0] == sidecar["codes"].shape[1]
 
 
 @pytest.mark.slow

@@ -39,6 +39,5 @@ def run_generate_kd(ctx):
     with ctx.timed("select"):
         sequences = teacher_generated_sequences(ctx.teacher, windows[:, 0], config["MAX_ITEM_LIST_LENGTH"],
                                                 float(config["generate_temperature"]), generator)
-    labelled, stored, storage = teacher_labelled(ctx, sequences)
     label = METHODS["generate_kd"].row_label(len(sequences))
-    return save_and_judge(ctx, label, sequences, users, labelled, stored, storage)
+    return save_and_judge(ctx, label, sequences, users, *teacher_labelled(ctx, sequences))

@@ -23,7 +23,7 @@ def _user_tokens(ctx, users):
     return [token[u] for u in users.tolist()]
 
 
-def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None):
+def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None, label_kl=None):
     """Save the windows (and stored labels), judge them, and say what the set is."""
     header = {**common_header(ctx), "method": ctx.config["method"], "selected_users": _user_tokens(ctx, users),
               "label_storage": storage}
@@ -33,23 +33,31 @@ def save_and_judge(ctx, label, sequences, users, training_set, stored=None, stor
     if stored:  # stored labels index t labels position t + 1: realign them to the windows' positions
         labels = {**stored, "label_mask": torch.cat([torch.zeros_like(stored["label_mask"][:, :1]),
                                                      stored["label_mask"]], dim=1)}
-    exported = export_set(ctx, sequences, header["selected_users"], labels, teacher_assisted=storage == "teacher")
+    exported = export_set(ctx, items=sequences, user_tokens=header["selected_users"], labels=labels,
+                          teacher_assisted=storage == "teacher")
     return {**result, **describe_set(ctx, path, needs_teacher=storage == "teacher"), **exported,
-            "label_storage": storage, "selected_users": header["selected_users"],
+            "label_storage": storage, "stored_label_kl": label_kl, "selected_users": header["selected_users"],
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]}}
 
 
 def teacher_labelled(ctx, sequences):
-    """``(training set, stored label tensors, storage)``: the teacher's labels for ``sequences``,
-    as the configured ``label_storage`` keeps them (top-k and text-code labels are trained on as stored)."""
+    """``(training set, stored label tensors, storage, KL)``: the teacher's labels for ``sequences``,
+    as the configured ``label_storage`` keeps them (top-k and text-code labels are trained on as
+    stored). KL = mean KL(teacher's label || stored label) per labelled position: how much of the
+    teacher's distribution the storage loses (0 for dense; None when nothing is stored)."""
     storage = ctx.config["label_storage"]
     labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
     item_text = getattr(ctx.dataset, "item_text_embeddings", None)
     stored = compress(labelled.target_log_probs, labelled.label_mask, storage, ctx.config["label_topk"], item_text)
-    if storage in ("topk", "text_code"):  # lossy storage: train on the labels as the file keeps them
-        _, log_probs = expand(stored, labelled.target_log_probs.size(-1), item_text)
-        labelled = TeacherLabelledSequences(sequences, log_probs)
-    return labelled, stored, storage
+    if storage not in ("topk", "text_code"):
+        return labelled, stored, storage, 0.0 if stored else None
+    _, log_probs = expand(stored, labelled.target_log_probs.size(-1), item_text)  # lossy: train on what is kept
+    mask = labelled.label_mask
+    teacher = labelled.target_log_probs[..., 1:][mask]
+    kept = TeacherLabelledSequences(sequences, log_probs)
+    kl = (teacher.exp() * (teacher - log_probs[..., 1:][mask])).sum(-1).mean().item()
+    ctx.logger.info(f"Labels stored as {storage}: mean KL(teacher || stored) {kl:.3f} nats per position")
+    return kept, stored, storage, kl
 
 
 def run_random(ctx):
@@ -63,8 +71,7 @@ def run_random_kd(ctx):
     """The Random-N users trained on the real-data model's soft next-item distributions."""
     users, sequences = ctx.random_draw
     label = METHODS["random_kd"].row_label(len(users))
-    labelled, stored, storage = teacher_labelled(ctx, sequences)
-    return save_and_judge(ctx, label, sequences, users, labelled, stored, storage)
+    return save_and_judge(ctx, label, sequences, users, *teacher_labelled(ctx, sequences))
 
 
 def run_coreset(ctx):
@@ -88,8 +95,7 @@ def _coreset(ctx, selector, teacher_labels):
         chosen = select(ctx, selector, ctx.teacher, sequences, n)
     users, sequences = users[chosen], sequences[chosen]
     if teacher_labels:
-        labelled, stored, storage = teacher_labelled(ctx, sequences)
         label = f"{METHODS[selector].label}-KD-{n}"
-        return save_and_judge(ctx, label, sequences, users, labelled, stored, storage)
+        return save_and_judge(ctx, label, sequences, users, *teacher_labelled(ctx, sequences))
     label = METHODS[selector].row_label(n)
     return save_and_judge(ctx, label, sequences, users, HardSequences(sequences), storage="hard")
