@@ -20,6 +20,7 @@ import os
 import sys
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -34,7 +35,8 @@ STORAGE_LABELS = {"topk": "top-{k} labels", "text_code": "text-code labels (≤ 
 
 
 def run_draws(method, options, work_dir, draws, seed):
-    """``method`` over ``draws`` user draws (selection_seed = seed + i), pooled as paper_table pools them."""
+    """``method`` over ``draws`` user draws (selection_seed = seed + i; draw 0 uses the run's own
+    selection_seed, by default its seed), pooled as paper_table pools them."""
     return pooled([run_or_reuse(method, options, work_dir)] + [
         run_or_reuse(f"{method}-sel{i}", {**options, "selection_seed": seed + i}, work_dir) for i in range(1, draws)])
 
@@ -46,17 +48,18 @@ def label_of(method, storage, n, k):
 
 
 def plot(rows, full, path, title):
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(rows) + 1.5))
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.8))
     names = [r["method"] for r in rows]
     ax.barh(names, [r["ndcg@10"] for r in rows], xerr=[r.get("ndcg@10_std") or 0 for r in rows],
             color=["tab:gray" if r["family"] == "teacher-assisted" else "tab:blue" for r in rows])
     ax.axvline(full, color="black", linestyle="--", label=f"Full {full:.4f}")
     ax.invert_yaxis()
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     ax.set_xlabel("test NDCG@10 (mean ± std over draws x evaluation seeds)")
     ax.set_title(title, fontsize=9)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -66,6 +69,8 @@ def main(argv):
     parser.add_argument("--n_sequences", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per set")
     parser.add_argument("--selection_seeds", type=int, default=3, help="user draws (selection_seed = seed + i)")
+    parser.add_argument("--draw_seed", type=int, default=None,
+                        help="first user draw's selection_seed (default: --seed); new draws, same teacher")
     parser.add_argument("--storages", default="topk,text_code,teacher")
     parser.add_argument("--methods", default="random_kd", help="teacher-labelled methods (random_kd first)")
     parser.add_argument("--label_topk", type=int, default=10, help="top-k labels; also text_code's byte budget")
@@ -93,7 +98,9 @@ def main(argv):
         if storage not in dirs or not folder:
             parser.error(f"--runs={spec}: expected STORAGE:DIR with STORAGE one of {storages}")
         dirs[storage] = folder
-    seed = int(options.get("seed", 2020))
+    seed = int(options.get("seed", 2020)) if args.draw_seed is None else args.draw_seed
+    if args.draw_seed is not None:
+        options["selection_seed"] = args.draw_seed
 
     results = {("random", "hard"): run_draws("random", options, dirs[args.reference_storage],
                                              args.selection_seeds, seed)}

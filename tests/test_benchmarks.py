@@ -146,3 +146,17 @@ def test_budget_curve_runs_each_budget_on_the_same_draws_and_compares_storages(m
     code = [r for r in rows if r["label_storage"] == "text_code"]
     assert [r["n"] for r in code] == [5, 20] and all(abs(r["ior_vs_topk"]["mean"] - 0.1) < 1e-9 for r in code)
     assert (tmp_path / "ml-100k.png").stat().st_size > 0
+
+
+def test_label_storage_draw_seed_gives_new_draws_with_the_same_teacher(monkeypatch, tmp_path):
+    seen = []
+
+    def fake(name, options, work_dir, variants=None):
+        seen.append((name, options.get("selection_seed"), options.get("seed")))
+        return {"test": FAKE_METRICS, "table": {"Full": FAKE_METRICS}, "timings": {}, "family": "self-contained",
+                "per_seed": [{"seed": 1, "test": FAKE_METRICS}]}
+
+    monkeypatch.setattr(label_storage, "run_or_reuse", fake)
+    label_storage.main(["--storages=topk", "--selection_seeds=2", "--draw_seed=2030", f"--work_dir={tmp_path}",
+                        f"--out={tmp_path}"])
+    assert ("random_kd", 2030, None) in seen and ("random_kd-sel1", 2031, None) in seen  # seed (teacher) unchanged

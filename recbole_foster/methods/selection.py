@@ -46,9 +46,11 @@ def teacher_labelled(ctx, sequences):
     stored). KL = mean KL(teacher's label || stored label) per labelled position: how much of the
     teacher's distribution the storage loses (0 for dense; None when nothing is stored)."""
     storage = ctx.config["label_storage"]
-    labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
     item_text = getattr(ctx.dataset, "item_text_embeddings", None)
-    stored = compress(labelled.target_log_probs, labelled.label_mask, storage, ctx.config["label_topk"], item_text)
+    with ctx.timed("labels"):  # the teacher's labels, and the fit of text codes to them
+        labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
+        stored = compress(labelled.target_log_probs, labelled.label_mask, storage, ctx.config["label_topk"],
+                          item_text)
     if storage not in ("topk", "text_code"):
         return labelled, stored, storage, 0.0 if stored else None
     _, log_probs = expand(stored, labelled.target_log_probs.size(-1), item_text)  # lossy: train on what is kept
