@@ -144,7 +144,9 @@ def test_self_contained_set_trains_without_the_teacher_and_reports_its_family(st
     kept = run(as_argv({**base, "label_storage": storage, "label_topk": 5, "output_dir": str(tmp_path / "kept")}))
     assisted = run(as_argv({**base, "output_dir": str(tmp_path / "teacher")}))
     assert kept["family"] == "self-contained" and assisted["family"] == "teacher-assisted"
-    assert kept["stored_label_kl"] > 0 and assisted["stored_label_kl"] is None  # lossy storage, measured
+    assert assisted["stored_label_kl"] is None  # nothing stored
+    # top-k loses part of each label; a small text teacher's labels fit its text codes to rounding
+    assert kept["stored_label_kl"] > 0 if storage == "topk" else abs(kept["stored_label_kl"]) < 1e-3
     assert assisted["artifact_bytes"] == (os.path.getsize(assisted["set_file"])
                                           + assisted["artifact_bytes_parts"]["teacher_checkpoint"])
     assert kept["artifact_bytes"] == os.path.getsize(kept["set_file"])
