@@ -46,10 +46,12 @@ def get_model(model_name):
 
 def uses_item_text(config):
     """Whether the run reads the item texts: a text-based model, labels stored as codes over the
-    item texts (``label_storage: text_code``), or ``--method=eval`` of a set that needs them (a
+    item texts (``label_storage: text_code``, a DIET memory with ``diet_label_storage: text_code``), or ``--method=eval`` of a set that needs them (a
     distilled summary whose item factor is the dataset's text embeddings, or text-code labels):
     any model then needs them to turn the set into item distributions."""
     if getattr(config.model_class, "requires_item_text", False) or config["label_storage"] == "text_code":
+        return True
+    if config["method"] == "diet" and config["diet_label_storage"] == "text_code":
         return True
     if config["method"] != "eval" or not config["synthetic"]:
         return False

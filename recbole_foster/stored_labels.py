@@ -62,7 +62,8 @@ def expand(stored, n_items, item_text=None):
         if item_text is None:
             raise ValueError("this set's labels are codes over the item texts (label_storage=text_code): "
                              "it needs the dataset's item text embeddings to be read.")
-        rows = decode_text_code(stored["label_codes"].float(), stored["label_decoder"].float(), item_text.float())
+        rows = decode_text_code(stored["label_codes"].float(), stored["label_decoder"].float(), item_text.float(),
+                                stored.get("label_decoder_of"))
     else:
         probs = stored["label_topk_probs"].float()
         items = stored["label_topk_items"].long()
@@ -77,16 +78,27 @@ def expand(stored, n_items, item_text=None):
     return mask, full
 
 
-def code_rank(n_positions, text_dim, k):
-    """The largest code rank r whose codes (n_positions x r) and decoder (r x text_dim), in float16,
-    take no more bytes than top-k labels of the same positions; at least 1."""
-    budget = n_positions * k * TOPK_BYTES_PER_LABEL
-    return max(1, budget // (2 * (n_positions + text_dim)))
+def code_rank(n_positions, text_dim, k, n_decoders=1):
+    """The largest code rank r whose codes (n_positions x r) and ``n_decoders`` decoders (r x
+    text_dim), in float16, take no more bytes than top-k labels of the same positions; at least 1.
+    With several decoders each position also names its decoder (one uint8), paid from the budget."""
+    budget = n_positions * k * TOPK_BYTES_PER_LABEL - (n_positions if n_decoders > 1 else 0)
+    return max(1, budget // (2 * (n_positions + n_decoders * text_dim)))
 
 
-def decode_text_code(codes, decoder, item_text):
-    """(P, n_items) log-probs: log softmax over items 1.. of codes . decoder . item_text^T."""
-    logits = codes @ (decoder @ item_text[1:].T)
+def decode_text_code(codes, decoder, item_text, decoder_of=None):
+    """(P, n_items) log-probs: log softmax over items 1.. of codes . decoder . item_text^T.
+
+    ``decoder`` is (r, d), or (S, r, d) with ``decoder_of`` (P,) naming each position's decoder
+    (a memory written by several models: one decoder per writer)."""
+    texts = item_text[1:].T
+    if decoder.dim() == 2:
+        logits = codes @ (decoder @ texts)
+    else:
+        logits = codes.new_empty(len(codes), texts.size(1))
+        for s in range(len(decoder)):
+            rows = decoder_of.long() == s
+            logits[rows] = codes[rows] @ (decoder[s] @ texts)
     rows = torch.log_softmax(logits, dim=-1)
     return torch.cat([torch.full_like(rows[:, :1], -math.inf), rows], dim=1)
 

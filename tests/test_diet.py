@@ -17,7 +17,7 @@ from recbole_foster.diet.influence import (
     _per_sample_labelled_grads, influence_parameters, labelled_scores, labelled_window_losses,
     window_scores,
 )
-from recbole_foster.diet.memory import Memory
+from recbole_foster.diet.memory import Memory, memory_code_rank
 from recbole_foster.diet.pipeline import DietRun
 from recbole_foster.diet.reservoir import reservoir_update
 from recbole_foster.diet.stages import StagePlan, stage_bounds, stage_of, windows_of
@@ -194,10 +194,40 @@ def test_memory_labels_are_stored_topk_and_replacing_copies_whole_entries(ctx):
     other = Memory.labelled(ctx.new_model(2), windows[4:8], users[4:8], torch.as_tensor(rows[4:8]), 2, 5)
     mixed = memory.replaced(torch.tensor([1, 3]), other, torch.tensor([0, 2]))
     for name in ("windows", "users", "rows", "added", "topk_probs", "topk_items"):
-        kept, new = getattr(mixed, name), getattr(memory, name)
+        kept, new, theirs = (getattr(m, name) if hasattr(m, name) else m.labels[name] for m in (mixed, memory, other))
         assert torch.equal(kept[[0, 2]], new[[0, 2]])
-        assert torch.equal(kept[[1, 3]], getattr(other, name)[[0, 2]])
+        assert torch.equal(kept[[1, 3]], theirs[[0, 2]])
     assert Memory.from_state(mixed.state()).equals(mixed)
+
+
+def test_text_code_memory_keeps_each_stages_decoder_while_an_entry_of_that_stage_is_kept(ctx):
+    plan = StagePlan(ctx)
+    rows, users, windows = plan.windows(0)
+    text, n_items = ctx.dataset.item_text_embeddings, ctx.dataset.item_num
+    size, max_len, k = 4, windows.size(1), 5
+    rank = memory_code_rank(size, max_len, text.size(1), k, n_stages=2)
+    first = Memory.labelled(ctx.new_model(1), windows[:4], users[:4], torch.as_tensor(rows[:4]), 1, k, "text_code",
+                            text, rank)
+    second = Memory.labelled(ctx.new_model(2), windows[4:8], users[4:8], torch.as_tensor(rows[4:8]), 2, k,
+                             "text_code", text, rank)
+    assert first.storage == "text_code" and set(first.decoders) == {1} and first.labels["codes"].dtype == torch.float16
+    topk = Memory.labelled(ctx.new_model(1), windows[:4], users[:4], torch.as_tensor(rows[:4]), 1, k)
+    full_memory_topk_bytes = size * (max_len - 1) * k * (2 + 4)
+    positions = size * (max_len - 1)
+    assert 2 * (positions * rank + 2 * rank * text.size(1)) + positions <= full_memory_topk_bytes
+    mixed = first.replaced(torch.tensor([1, 3]), second, torch.tensor([0, 2]))
+    assert set(mixed.decoders) == {1, 2}
+    # each entry is decoded with the decoder of the stage that wrote it
+    expected = torch.cat([first.target_log_probs(n_items, text)[[0, 2]], second.target_log_probs(n_items, text)[[0, 2]]])
+    got = mixed.target_log_probs(n_items, text)[[0, 2, 1, 3]]
+    mask = mixed.label_mask[[0, 2, 1, 3]]
+    assert torch.allclose(got[mask], expected[mask], atol=1e-5)
+    assert not torch.allclose(first.target_log_probs(n_items, text)[mask[:4]], topk.target_log_probs(n_items)[mask[:4]])
+    gone = mixed.replaced(torch.tensor([0, 2]), second, torch.tensor([1, 3]))
+    assert set(gone.decoders) == {2}  # no entry of stage 1 left: its decoder goes too
+    assert Memory.from_state(mixed.state()).equals(mixed)
+    with pytest.raises(ValueError, match="item text embeddings"):
+        mixed.target_log_probs(n_items)
 
 
 def test_per_sample_gradients_with_stored_labels_match_a_loop(ctx):
@@ -353,6 +383,26 @@ def test_diet_run_reports_every_method_at_every_stage(ctx, stream_root, tiny_ber
 
 
 @pytest.mark.slow
+def test_diet_memories_can_keep_text_code_labels_within_the_topk_bytes(stream_root, tiny_bert_dir, tmp_path):
+    """``diet_label_storage: text_code``: DIET's and Reservoir-KD's memories keep codes over the item
+    texts, never more label bytes than top-k of a full memory, and the final set trains a model."""
+    options = diet_options(stream_root, tiny_bert_dir, tmp_path, diet_label_storage="text_code",
+                           diet_baselines="['finetune','reservoir_kd']")
+    results = run(as_argv(options))
+    budget = 4 * (MAX_LEN - 1) * 5 * (2 + 4)  # top-5 labels at every position of 4 windows
+    for stage in results["stages"]:
+        for label in ("DIET-4", "Reservoir-KD-4"):
+            row = stage["methods"][label]
+            mask_bytes = row["windows"] * (MAX_LEN - 1)  # one bool per position, as in a top-k memory
+            assert row["label_storage"] == "text_code" and 0 < row["label_bytes"] - mask_bytes <= budget
+    assert results["label_storage"] == "text_code"
+    again = run(as_argv(toy_options(stream_root, tiny_bert_dir, tmp_path, dataset="stream", method="eval",
+                                    eval_protocol="global_temporal", MAX_ITEM_LIST_LENGTH=MAX_LEN,
+                                    synthetic=results["set_file"], output_dir=str(tmp_path / "eval"))))
+    assert again["label_storage"] == "text_code" and 0 <= again["test"]["ndcg@10"] <= 1
+
+
+@pytest.mark.slow
 def test_a_recurrent_model_runs_diet(stream_root, tiny_bert_dir, tmp_path):
     """TextGRU4Rec: RecBole's GRU4Rec trainer, and per-sample gradients one window at a time."""
     options = diet_options(stream_root, tiny_bert_dir, tmp_path, model="TextGRU4Rec", diet_stages=2,
@@ -390,6 +440,5 @@ def test_a_resumed_run_gives_the_uninterrupted_result(stream_root, tiny_bert_dir
     for stage in ("1", "4"):
         a = torch.load(tmp_path / "whole" / "stages" / stage / "state.pt", weights_only=True)
         b = torch.load(tmp_path / "parts" / "stages" / stage / "state.pt", weights_only=True)
-        assert a["memory"].keys() == b["memory"].keys()
-        assert all(torch.equal(a["memory"][k], b["memory"][k]) for k in a["memory"])
+        assert Memory.from_state(a["memory"]).equals(Memory.from_state(b["memory"]))
         assert all(torch.equal(a["models"]["diet"][k], b["models"]["diet"][k]) for k in a["models"]["diet"])

@@ -317,3 +317,20 @@ def test_a_bad_exported_folder_is_one_clear_error(make, toy_data_root, tiny_bert
     assert len(lines) == 1 and "Traceback" not in err, err
     assert all(word in lines[0] for word in BAD_FOLDERS[make]), lines[0]
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_text_codes_with_one_decoder_per_writer_round_trip_through_the_sidecar(tmp_path):
+    """A DIET memory's labels (one decoder per stage, each label naming its own) survive the export."""
+    items = torch.tensor([[1, 2, 3, 0], [4, 5, 0, 0]])
+    mask = torch.tensor([[False, True, True, False], [False, True, False, False]])
+    item_text = torch.randn(31, 6, generator=torch.Generator().manual_seed(1))
+    item_text[0] = 0
+    stored = {"label_mask": mask, "label_codes": torch.randn(3, 2).half(), "label_decoder": torch.randn(2, 2, 6).half(),
+              "label_decoder_of": torch.tensor([0, 0, 1], dtype=torch.uint8)}
+    folder = write_atomic_sequences(str(tmp_path), "s", items, ["u1", "u2"], TOY_ITEMS, labels=stored,
+                                    label_header={"text_embedding_key": "key-a"})
+    _, back, _ = load_atomic_set(folder, Catalog(TOY_ITEMS, "key-a"), max_len=5)
+    ours, theirs = expand(stored, 31, item_text)[1][mask], expand(back, 31, item_text)[1][back["label_mask"]]
+    assert torch.allclose(theirs, ours)
+    one_decoder = expand({**stored, "label_decoder_of": torch.zeros(3, dtype=torch.uint8)}, 31, item_text)[1][mask]
+    assert not torch.allclose(one_decoder, ours)  # the third label really is decoded by the second decoder

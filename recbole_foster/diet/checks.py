@@ -20,6 +20,10 @@ def check_diet_config(config):
     fraction = config["diet_update_fraction"]
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
         raise CLIError(f"--diet_update_fraction must be a fraction in [0, 1], got {fraction!r}.")
+    storage = config["diet_label_storage"]
+    if storage not in ("topk", "text_code"):
+        raise CLIError(f"--diet_label_storage must be topk or text_code (how the memories keep their labels), "
+                       f"got {storage!r}.")
     baselines = config["diet_baselines"]
     if not isinstance(baselines, (list, tuple)) or any(b not in BASELINE_NAMES for b in baselines):
         raise CLIError(f"--diet_baselines must be a list of {', '.join(BASELINE_NAMES)} "

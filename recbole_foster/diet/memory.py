@@ -1,24 +1,46 @@
-"""DIET's memory: real windows, each with the top-k soft labels of the model that wrote it.
+"""DIET's memory: real windows, each with the soft labels of the model that wrote it.
 
-Self-contained like a Random-KD set with ``label_storage: topk``: item ids (M, L) and, per
-labelled position, the ``label_topk`` largest probabilities (float16) and their items; the rest of
-the mass is spread evenly (:mod:`recbole_foster.stored_labels`). An entry keeps its labels until it
-is replaced, so the memory remembers what the models of earlier stages predicted. Labels are kept
-per entry (M, L - 1, k), so replacing an entry is a row assignment.
+Self-contained like a Random-KD set with stored labels (:mod:`recbole_foster.stored_labels`),
+kept as ``diet_label_storage`` says:
+
+* ``topk``: per labelled position the ``label_topk`` largest probabilities (float16) and their
+  items; the rest of the mass is spread evenly;
+* ``text_code``: per labelled position a code (r float16 numbers) and, per stage that wrote
+  entries, one decoder (r x d float16) over the dataset's item text embeddings; the rank r is the
+  largest whose codes and decoders fit in the bytes of top-``label_topk`` labels of a full memory.
+
+An entry keeps its labels until it is replaced, so the memory remembers what the models of
+earlier stages predicted. Labels are kept per entry (M, L - 1, ...), so replacing an entry is a
+row assignment; a stage's decoder is kept while an entry of that stage is.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from recbole_foster.model import students
-from recbole_foster.stored_labels import compress, expand
+from recbole_foster.stored_labels import code_rank, compress, decode_text_code, expand, fit_text_code
 from recbole_foster.training_sets import TeacherLabelledSequences
+
+STORAGES = ("topk", "text_code")
 
 
 def label_mask(windows):
     """(m, L - 1): positions that are trained on (a real item follows a real item)."""
     return (windows[:, 1:] > 0) & (windows[:, :-1] > 0)
+
+
+def memory_code_rank(size, max_len, text_dim, k, n_stages):
+    """The text-code rank of a memory of ``size`` windows whose codes and ``n_stages`` decoders take
+    no more bytes than top-k labels of every position of a full memory."""
+    return code_rank(size * (max_len - 1), text_dim, k, n_decoders=n_stages)
+
+
+def _per_entry(values, mask):
+    """(P, ...) per labelled position -> (M, L - 1, ...) with zeros where no label is."""
+    out = values.new_zeros(*mask.shape, *values.shape[1:])
+    out[mask] = values
+    return out
 
 
 @dataclass
@@ -27,20 +49,28 @@ class Memory:
     users: torch.Tensor  # (M,) user ids
     rows: torch.Tensor  # (M,) training-split row of each window (identifies it across stages)
     added: torch.Tensor  # (M,) stage (1-based) in which the entry was written
-    topk_probs: torch.Tensor  # (M, L - 1, k) float16
-    topk_items: torch.Tensor  # (M, L - 1, k) int32
+    labels: dict  # per entry (M, L - 1, ...): topk_probs + topk_items, or codes
+    decoders: dict = field(default_factory=dict)  # text_code: {stage: (r, d) float16}
 
     @classmethod
-    def labelled(cls, model, windows, users, rows, stage, k):
-        """Windows labelled by ``model``: its next-item distribution after each prefix, top-k stored."""
+    def labelled(cls, model, windows, users, rows, stage, k, storage="topk", item_text=None, rank=None):
+        """Windows labelled by ``model``: its next-item distribution after each prefix, kept as ``storage``."""
+        if storage not in STORAGES:
+            raise ValueError(f"diet_label_storage must be one of {STORAGES}, got {storage!r}.")
         windows = windows.long()
         mask = label_mask(windows)
-        stored = compress(students.next_item_log_probs(model, windows), mask, "topk", k)
-        probs = torch.zeros(*mask.shape, k, dtype=torch.float16)
-        items = torch.zeros(*mask.shape, k, dtype=torch.int32)
-        probs[mask], items[mask] = stored["label_topk_probs"], stored["label_topk_items"]
+        log_probs = students.next_item_log_probs(model, windows)
+        decoders = {}
+        if storage == "topk":
+            stored = compress(log_probs, mask, "topk", k)
+            labels = {"topk_probs": _per_entry(stored["label_topk_probs"], mask),
+                      "topk_items": _per_entry(stored["label_topk_items"], mask)}
+        else:
+            codes, decoder = fit_text_code(log_probs[mask].float(), item_text.float().to(log_probs.device), rank)
+            labels = {"codes": _per_entry(codes.half().cpu(), mask.cpu())}
+            decoders = {int(stage): decoder.half().cpu()}
         return cls(windows, users.long(), torch.as_tensor(rows).long(),
-                   torch.full((len(windows),), stage, dtype=torch.long), probs, items)
+                   torch.full((len(windows),), stage, dtype=torch.long), labels, decoders)
 
     def __len__(self):
         return len(self.windows)
@@ -49,39 +79,64 @@ class Memory:
     def label_mask(self):
         return label_mask(self.windows)
 
+    @property
+    def storage(self):
+        return "text_code" if "codes" in self.labels else "topk"
+
     def stored(self):
-        """The labels in :func:`recbole_foster.stored_labels.compress`'s format (a set file holds these)."""
+        """The labels in :func:`recbole_foster.stored_labels.compress`'s format (a set file holds these);
+        text codes carry one decoder per stage and, per position, which one decodes it."""
         mask = self.label_mask
-        return {"label_mask": mask, "label_topk_probs": self.topk_probs[mask],
-                "label_topk_items": self.topk_items[mask]}
+        if self.storage == "topk":
+            return {"label_mask": mask, "label_topk_probs": self.labels["topk_probs"][mask],
+                    "label_topk_items": self.labels["topk_items"][mask]}
+        stages = sorted(self.decoders)
+        which = torch.tensor([stages.index(int(s)) for s in self.added.tolist()], dtype=torch.uint8)
+        return {"label_mask": mask, "label_codes": self.labels["codes"][mask],
+                "label_decoder": torch.stack([self.decoders[s] for s in stages]),
+                "label_decoder_of": which.unsqueeze(1).expand_as(mask)[mask].clone()}
 
-    def target_log_probs(self, n_items):
+    def target_log_probs(self, n_items, item_text=None):
         """(M, L - 1, n_items) the stored labels as log-distributions (:func:`~recbole_foster.stored_labels.expand`)."""
-        return expand(self.stored(), n_items)[1]
+        return expand(self.stored(), n_items, item_text)[1]
 
-    def training_set(self, n_items):
+    def training_set(self, n_items, item_text=None):
         """What a model trains on: the windows with their stored labels."""
-        return TeacherLabelledSequences(self.windows, self.target_log_probs(n_items))
+        return TeacherLabelledSequences(self.windows, self.target_log_probs(n_items, item_text))
 
     def replaced(self, slots, other, picks):
         """A copy whose entries ``slots`` are ``other``'s entries ``picks`` (windows, labels and all)."""
-        fields = {}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name).clone()
-            value[slots] = getattr(other, name)[picks]
-            fields[name] = value
-        return Memory(**fields)
+        def assign(mine, theirs):
+            value = mine.clone()
+            value[slots] = theirs[picks]
+            return value
+
+        labels = {name: assign(value, other.labels[name]) for name, value in self.labels.items()}
+        added = assign(self.added, other.added)
+        decoders = {**self.decoders, **{s: d for s, d in other.decoders.items() if s in set(other.added[picks].tolist())}}
+        kept = set(added.tolist())
+        return Memory(assign(self.windows, other.windows), assign(self.users, other.users),
+                      assign(self.rows, other.rows), added, labels,
+                      {s: d for s, d in decoders.items() if s in kept})
 
     def n_labels(self):
         """Labelled positions: the interactions the memory teaches (its size in targets)."""
         return int(self.label_mask.sum())
 
     def state(self):
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return {"windows": self.windows, "users": self.users, "rows": self.rows, "added": self.added,
+                "labels": dict(self.labels), "decoders": dict(self.decoders)}
 
     @classmethod
     def from_state(cls, state):
-        return cls(**{name: state[name] for name in cls.__dataclass_fields__})
+        if "labels" not in state:  # written before labels could be text codes: top-k fields at the top
+            state = {**state, "labels": {"topk_probs": state["topk_probs"], "topk_items": state["topk_items"]},
+                     "decoders": {}}
+        return cls(state["windows"], state["users"], state["rows"], state["added"], dict(state["labels"]),
+                   {int(s): d for s, d in state["decoders"].items()})
 
     def equals(self, other):
-        return all(torch.equal(getattr(self, n), getattr(other, n)) for n in self.__dataclass_fields__)
+        same = all(torch.equal(getattr(self, n), getattr(other, n)) for n in ("windows", "users", "rows", "added"))
+        return (same and self.labels.keys() == other.labels.keys() and self.decoders.keys() == other.decoders.keys()
+                and all(torch.equal(v, other.labels[n]) for n, v in self.labels.items())
+                and all(torch.equal(v, other.decoders[s]) for s, v in self.decoders.items()))

@@ -27,7 +27,7 @@ from recbole_foster.diet.addressing import address
 from recbole_foster.diet.checks import BASELINE_NAMES
 from recbole_foster.diet.foster_baseline import distil_seen, trajectory_trainer
 from recbole_foster.diet.influence import influence_parameters, labelled_scores, query_gradient, window_scores
-from recbole_foster.diet.memory import Memory
+from recbole_foster.diet.memory import Memory, memory_code_rank
 from recbole_foster.diet.plot import draw_stages
 from recbole_foster.diet.reservoir import reservoir_update
 from recbole_foster.diet.stages import StagePlan
@@ -38,6 +38,7 @@ from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.methods import METHODS
 from recbole_foster.methods.set_files import common_header, describe_set
 from recbole_foster.results import jsonable, metric_subset
+from recbole_foster.stored_labels import stored_bytes
 
 BASELINES = BASELINE_NAMES  # in the order they are run and reported
 
@@ -73,11 +74,21 @@ class DietRun:
         self.seed, self.n_items = int(config["seed"]), int(ctx.dataset.item_num)
         self.baselines = [b for b in BASELINES if b in list(config["diet_baselines"])]
         self.plan = StagePlan(ctx)
+        # how the memories keep their labels (the same for DIET's memory and Reservoir-KD's)
+        self.storage = config["diet_label_storage"]
+        self.item_text = getattr(ctx.dataset, "item_text_embeddings", None)
+        self.rank = (memory_code_rank(self.size, int(config["MAX_ITEM_LIST_LENGTH"]), self.item_text.size(1), self.k,
+                                      self.plan.n_stages) if self.storage == "text_code" else None)
         self.labels = {"diet": f"{METHODS['diet'].label}-{self.size}", "diet_model": "DIET model",
                        "full": "Full-s", "finetune": "Fine-tune", "reservoir_kd": f"Reservoir-KD-{self.size}",
                        "foster": f"{METHODS['foster'].label}-{self.size}"}
         self.work_dir = os.path.join(ctx.output_dir, "stages", ".work")
         self.progress = None
+
+    def labelled(self, model, st, picks):
+        """A memory of the candidate windows ``picks`` of stage ``st``, labelled by ``model``."""
+        return Memory.labelled(model, st.cand_windows[picks], st.cand_users[picks], st.cand_rows[picks], st.number,
+                               self.k, self.storage, self.item_text, self.rank)
 
     def new_model(self, state=None):
         model = self.ctx.new_model(self.seed)
@@ -157,7 +168,7 @@ class DietRun:
         memory = Memory.from_state(prev["memory"])
         st.replay_weight = float(self.config["diet_replay_weight"]) * st.seen_before / max(1, len(st.rows))
         self._fit(st, "diet", self.new_model(prev["models"]["diet"]), st.new_data, len(st.rows) + len(memory),
-                  replay=memory.training_set(self.n_items), weight=st.replay_weight)
+                  replay=memory.training_set(self.n_items, self.item_text), weight=st.replay_weight)
 
     def _update_memory(self, st, prev):
         """Stage 1: the M most influential windows; later: influence-aware addressing (:mod:`.addressing`).
@@ -171,8 +182,7 @@ class DietRun:
             scores, new_gradient = window_scores(model, st.cand_windows, toward_next, names)
 
             def label(picks):
-                return Memory.labelled(model, st.cand_windows[picks], st.cand_users[picks], st.cand_rows[picks],
-                                       st.number, self.k)
+                return self.labelled(model, st, picks)
 
             if st.index == 0:
                 picks = torch.argsort(scores, descending=True, stable=True)[: self.size]
@@ -183,7 +193,8 @@ class DietRun:
                 if new_gradient is None:  # an empty stage: nothing to align with, nothing replaced
                     memory_scores = torch.zeros(len(previous))
                 else:
-                    memory_scores = labelled_scores(model, previous.windows, previous.target_log_probs(self.n_items),
+                    memory_scores = labelled_scores(model, previous.windows,
+                                                    previous.target_log_probs(self.n_items, self.item_text),
                                                     new_gradient, names)
                 generator = torch.Generator().manual_seed(self.seed * 100 + st.number)
                 memory, record = address(previous, memory_scores, st.cand_rows, scores, label,
@@ -204,8 +215,7 @@ class DietRun:
             generator = torch.Generator().manual_seed(self.seed * 100 + 50 + st.number)
             slots, picks, filled, seen = reservoir_update(self.size, filled, seen, len(st.cand_rows), generator)
             if len(picks):
-                written = Memory.labelled(st.models["finetune"], st.cand_windows[picks], st.cand_users[picks],
-                                          st.cand_rows[picks], st.number, self.k)
+                written = self.labelled(st.models["finetune"], st, picks)
                 reservoir = written if reservoir is None else reservoir.replaced(slots, written,
                                                                                  torch.arange(len(picks)))
         return reservoir, filled, seen
@@ -249,16 +259,19 @@ class DietRun:
 
         def memory_fields(kept):
             return {"windows": len(kept), "labelled_positions": kept.n_labels(),
-                    "size_share": kept.n_labels() / max(1, targets_seen)}
+                    "size_share": kept.n_labels() / max(1, targets_seen),
+                    "label_storage": kept.storage, "label_bytes": stored_bytes(kept.stored())}
 
-        set_row("diet", memory.training_set(self.n_items), cost["diet"].plus(cost["memory"]), memory_fields(memory))
+        set_row("diet", memory.training_set(self.n_items, self.item_text), cost["diet"].plus(cost["memory"]),
+                memory_fields(memory))
         model_row("diet_model", "diet", cost["diet"])
         if self._wants("full"):
             model_row("full", "full", cost["full"])
         if self._wants("finetune"):
             model_row("finetune", "finetune", cost["finetune"])
         if reservoir is not None:
-            set_row("reservoir_kd", reservoir[0].training_set(self.n_items), cost["finetune"].plus(cost["reservoir"]),
+            set_row("reservoir_kd", reservoir[0].training_set(self.n_items, self.item_text),
+                    cost["finetune"].plus(cost["reservoir"]),
                     memory_fields(reservoir[0]))
         if foster is not None:
             positions = int(foster.log_probs.shape[0] * (foster.log_probs.shape[1] - 1))
@@ -343,13 +356,13 @@ class DietRun:
         ctx.config["n_sequences"] = self.size
         token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
         users = [token[u] for u in memory.users.tolist()]
-        header = {**common_header(ctx), "method": "diet", "selected_users": users, "label_storage": "topk",
+        header = {**common_header(ctx), "method": "diet", "selected_users": users, "label_storage": memory.storage,
                   "diet_stages": self.plan.n_stages}
         path = save_windows(os.path.join(ctx.output_dir, "set.pt"), memory.windows, header, memory.stored())
         diet = last["methods"][self.labels["diet"]]
         table = {"Full": ctx.real_run.manifest["test"],
                  **{label: row["test"] for label, row in last["methods"].items()}}
-        return {"valid": diet["selection"], "test": diet["test"], "table": table, "label_storage": "topk",
+        return {"valid": diet["selection"], "test": diet["test"], "table": table, "label_storage": memory.storage,
                 "selected_users": users, **describe_set(ctx, path, needs_teacher=False)}
 
 

@@ -255,7 +255,9 @@ def write_soft_labels(path, items, user_tokens, item_tokens, labels, header=None
         payload["log_probs"] = labels["label_log_probs"][:, 1:].float()
     elif storage == "text_code":  # decoded over the item texts, whatever ids a loader gives the items
         payload["codes"] = labels["label_codes"].half()
-        payload["decoder"] = labels["label_decoder"].half()
+        payload["decoder"] = labels["label_decoder"].half()  # (r, d), or (S, r, d) with each label's decoder_of
+        if "label_decoder_of" in labels:
+            payload["decoder_of"] = labels["label_decoder_of"].to(torch.uint8)
     else:
         payload["topk_items"] = (labels["label_topk_items"] - 1).int()
         payload["topk_probs"] = labels["label_topk_probs"].half()
@@ -375,7 +377,10 @@ def _stored_labels(path, header, payload, users, item_seqs, dataset):
             raise ValueError(f"{path} holds labels as codes over the item texts embedded by "
                              f"{header.get('text_encoder')!r}, but this run embeds them differently; evaluate it "
                              "with the --text_encoder (and text fields) it was exported with.")
-        return {"label_mask": mask, "label_codes": payload["codes"][order], "label_decoder": payload["decoder"]}
+        stored = {"label_mask": mask, "label_codes": payload["codes"][order], "label_decoder": payload["decoder"]}
+        if "decoder_of" in payload:
+            stored["label_decoder_of"] = payload["decoder_of"][order]
+        return stored
     if header["storage"] == "dense":
         log_probs = torch.full((len(rows), n_catalog + 1), -math.inf)
         log_probs[:, ids] = payload["log_probs"].float()
