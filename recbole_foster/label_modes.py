@@ -16,7 +16,7 @@ would otherwise branch on, and its ``name`` is written into a saved set's header
 
 import torch
 
-from recbole_foster.stored_labels import expand, keep_labels
+from recbole_foster.stored_labels import compress, expand
 from recbole_foster.training_sets import SoftSequences, teacher_soft_labels
 
 CONFIG_KEY = "foster_targets"
@@ -54,9 +54,8 @@ class LabelMode:
         return SoftSequences(log_probs, None if targets is None else targets.cpu()), log_probs.exp()
 
     def stored_labels(self, summary, teacher, device, storage, k, item_text=None):
-        """``(stored tensors, storage used)``: the labels of every position after the first, kept as
-        ``storage`` says (a summary whose labels come from the teacher can carry them and leave the
-        teacher behind; ``auto`` picks top-k or text codes, see stored_labels.keep_labels)."""
+        """The labels of every position after the first, kept as ``storage`` says (a summary whose
+        labels come from the teacher can carry them and leave the teacher behind)."""
         log_probs = summary.full_log_probabilities().to(device)
         with torch.no_grad():
             targets = self.full_targets(summary, log_probs, teacher)
@@ -64,8 +63,7 @@ class LabelMode:
             targets = log_probs
         mask = torch.ones(targets.shape[:2], dtype=torch.bool)
         mask[:, 0] = False  # position 0 is never a target
-        stored, used, _ = keep_labels(targets.cpu(), mask, storage, k, item_text)
-        return stored, used
+        return compress(targets.cpu(), mask, storage, k, item_text)
 
 
 class Coupled(LabelMode):

@@ -5,9 +5,6 @@
 * ``dense``: every position's whole label distribution (float32 log-probabilities).
 * ``topk``: per position the ``label_topk`` largest probabilities (float16) and their item ids
   (int32); the rest of the mass is spread evenly over the other items (FKD's marginal smoothing).
-* ``auto``: ``topk`` or ``text_code``, whichever keeps the labels closer in KL at the same bytes
-  (:func:`keep_labels`; chosen on the labels themselves, never on validation or test data): text
-  codes pay a fixed decoder, so a set with few labelled positions gets only a rank or two.
 * ``text_code``: per position a code c (r float16 numbers) and one shared decoder D (r x d float16)
   such that the label is softmax over items i of c . D . e_i, with e_i the dataset's frozen text
   embedding of item i (which a text-based set references anyway). Why this is a good use of bytes:
@@ -26,8 +23,6 @@ import math
 import torch
 
 STORAGES = ("teacher", "dense", "topk", "text_code")
-CHOICES = STORAGES + ("auto",)  # auto: topk or text_code, whichever keeps the labels closer (keep_labels)
-LOSSY = ("topk", "text_code")
 TOPK_BYTES_PER_LABEL = 2 + 4  # float16 probability + int32 item id
 CODE_FIT_STEPS = 300
 
@@ -81,26 +76,6 @@ def expand(stored, n_items, item_text=None):
     full[..., 1:] = 0.0  # positions without a label: any distribution, never used
     full[mask] = rows
     return mask, full
-
-
-def label_kl(log_probs, mask, stored, item_text=None):
-    """Mean KL(label || stored label) per labelled position, in nats (0 = nothing lost)."""
-    _, back = expand(stored, log_probs.size(-1), item_text)
-    labels, kept = log_probs[mask][:, 1:], back.to(log_probs.device)[mask][:, 1:]
-    if len(labels) == 0:
-        return 0.0
-    return (labels.exp() * (labels - kept)).sum(-1).mean().item()
-
-
-def keep_labels(log_probs, mask, storage, k=None, item_text=None):
-    """``(stored tensors, storage used, {storage: KL})``: :func:`compress` for ``storage``; ``auto``
-    compresses both ways and keeps the one closer to the labels (the KL of each is returned, so a
-    run can say why). The KLs are of the lossy storages only (empty otherwise)."""
-    candidates = LOSSY if storage == "auto" else (storage,)
-    kept = {s: compress(log_probs, mask, s, k, item_text) for s in candidates}
-    kls = {s: label_kl(log_probs, mask, stored, item_text) for s, stored in kept.items() if s in LOSSY}
-    used = min(kls, key=kls.get) if storage == "auto" else storage
-    return kept[used], used, kls
 
 
 def code_rank(n_positions, text_dim, k, n_decoders=1):

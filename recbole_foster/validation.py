@@ -58,7 +58,7 @@ CHOICES = {
     "foster_start": ("recbole_foster.distill.trainer", "START_MODES"),
     "foster_item_sampling": ("recbole_foster.distill.trainer", "ITEM_SAMPLING_MODES"),
     "td3_items": ("recbole_foster.distill.td3", "TD3_ITEM_MODES"),
-    "label_storage": ("recbole_foster.stored_labels", "CHOICES"),
+    "label_storage": ("recbole_foster.stored_labels", "STORAGES"),
     "diet_addressing": ("recbole_foster.diet.addressing", "ADDRESSING_MODES"),
 }
 LITERAL_CHOICES = {"foster_export_mode": ("top1", "sample")}

@@ -137,7 +137,7 @@ def test_teacher_generated_sequences_start_from_the_given_items_and_never_repeat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", ["topk", "text_code", "auto"])
+@pytest.mark.parametrize("storage", ["topk", "text_code"])
 def test_self_contained_set_trains_without_the_teacher_and_reports_its_family(storage, toy_data_root, tiny_bert_dir,
                                                                                tmp_path):
     base = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="random_kd", distilled_eval_seeds=1)
@@ -145,9 +145,6 @@ def test_self_contained_set_trains_without_the_teacher_and_reports_its_family(st
     assisted = run(as_argv({**base, "output_dir": str(tmp_path / "teacher")}))
     assert kept["family"] == "self-contained" and assisted["family"] == "teacher-assisted"
     assert assisted["stored_label_kl"] is None  # nothing stored
-    if storage == "auto":  # the set says which storage it kept, and why
-        storage = kept["label_storage"]
-        assert kept["stored_label_kl"] == min(kept["label_storage_kl"].values())
     # top-k loses part of each label; a small text teacher's labels fit its text codes to rounding
     assert kept["stored_label_kl"] > 0 if storage == "topk" else abs(kept["stored_label_kl"]) < 1e-3
     assert assisted["artifact_bytes"] == (os.path.getsize(assisted["set_file"])
@@ -210,25 +207,3 @@ def test_a_coreset_with_teacher_labels_is_judged_like_random_kd(toy_data_root, t
     assert result["family"] == "self-contained" and result["label_storage"] == "topk"
     _, payload = read_set(result["set_file"])
     assert payload["label_topk_probs"].shape[-1] == 5
-
-
-def test_auto_keeps_whichever_storage_loses_less_of_the_labels():
-    from recbole_foster.stored_labels import keep_labels, label_kl
-
-    log_probs, mask, item_text = text_linear_labels()  # labels linear in the texts: codes keep them whole
-    stored, used, kls = keep_labels(log_probs, mask, "auto", 3, item_text)
-    assert used == "text_code" and set(kls) == {"topk", "text_code"} and kls["text_code"] < kls["topk"]
-    assert abs(label_kl(log_probs, mask, stored, item_text) - kls["text_code"]) < 1e-9
-    # few positions, a wide text space and peaked labels that are not linear in the texts: the
-    # decoder eats the byte budget (rank 1), and the top-3 items hold the labels better
-    g = torch.Generator().manual_seed(3)
-    wide_text = torch.randn(60, 64, generator=g)
-    wide_text[0] = 0
-    logits = torch.randn(2, 3, 60, generator=g) * 0.1
-    logits.scatter_(2, torch.randint(1, 60, (2, 3, 3), generator=g), 8.0)
-    logits[..., 0] = -math.inf
-    peaked, few = torch.log_softmax(logits, -1), torch.ones(2, 3, dtype=torch.bool)
-    few[:, 0] = False
-    _, used, kls = keep_labels(peaked, few, "auto", 3, wide_text)
-    assert used == "topk" and kls["topk"] < kls["text_code"]
-    assert keep_labels(peaked, few, "dense")[1:] == ("dense", {})

@@ -56,6 +56,6 @@ def distil_seen(ctx, plan, stage, teacher, trainer, size, work_dir):
         os.remove(checkpoint)
     stored = None
     if label_mode.needs_teacher:
-        stored, _ = label_mode.stored_labels(summary, teacher, config["device"], "topk", config["label_topk"])
+        stored = label_mode.stored_labels(summary, teacher, config["device"], "topk", config["label_topk"])
     soft, _ = label_mode.training_set(summary, teacher, config["device"], stored)
     return soft

@@ -126,8 +126,8 @@ def distill_and_evaluate(ctx, trainer_class):
     if label_mode.needs_teacher:
         storage = config["label_storage"]
         if storage != "teacher":  # the teacher labels the set at training time: nothing to store
-            stored, storage = label_mode.stored_labels(summary, ctx.teacher, config["device"], storage,
-                                                       config["label_topk"], item_text)
+            stored = label_mode.stored_labels(summary, ctx.teacher, config["device"], storage, config["label_topk"],
+                                              item_text)
     path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, set_header(ctx, label_mode, storage),
                           stored, standalone=bool(config["set_standalone"]))
     soft, probs = label_mode.training_set(summary, ctx.teacher, config["device"], stored, item_text)

@@ -14,7 +14,7 @@ from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.methods import METHODS
 from recbole_foster.methods.set_files import common_header, describe_set, export_set
-from recbole_foster.stored_labels import LOSSY, expand, keep_labels
+from recbole_foster.stored_labels import compress, expand
 from recbole_foster.training_sets import HardSequences, TeacherLabelledSequences
 
 
@@ -23,7 +23,7 @@ def _user_tokens(ctx, users):
     return [token[u] for u in users.tolist()]
 
 
-def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None, label_notes=None):
+def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None, label_kl=None):
     """Save the windows (and stored labels), judge them, and say what the set is."""
     header = {**common_header(ctx), "method": ctx.config["method"], "selected_users": _user_tokens(ctx, users),
               "label_storage": storage}
@@ -36,32 +36,30 @@ def save_and_judge(ctx, label, sequences, users, training_set, stored=None, stor
     exported = export_set(ctx, items=sequences, user_tokens=header["selected_users"], labels=labels,
                           teacher_assisted=storage == "teacher")
     return {**result, **describe_set(ctx, path, needs_teacher=storage == "teacher"), **exported,
-            "label_storage": storage, **(label_notes or {}), "selected_users": header["selected_users"],
+            "label_storage": storage, "stored_label_kl": label_kl, "selected_users": header["selected_users"],
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]}}
 
 
 def teacher_labelled(ctx, sequences):
-    """``(training set, stored label tensors, storage, notes)``: the teacher's labels for ``sequences``,
+    """``(training set, stored label tensors, storage, KL)``: the teacher's labels for ``sequences``,
     as the configured ``label_storage`` keeps them (top-k and text-code labels are trained on as
-    stored; ``auto`` picks the closer of the two). ``notes`` for results.json: ``stored_label_kl``,
-    the mean KL(teacher's label || stored label) per labelled position (how much of the teacher's
-    distribution the storage loses; 0 for dense, None when nothing is stored), and for ``auto``
-    the KL of each candidate."""
-    asked = ctx.config["label_storage"]
+    stored). KL = mean KL(teacher's label || stored label) per labelled position: how much of the
+    teacher's distribution the storage loses (0 for dense; None when nothing is stored)."""
+    storage = ctx.config["label_storage"]
     item_text = getattr(ctx.dataset, "item_text_embeddings", None)
     with ctx.timed("labels"):  # the teacher's labels, and the fit of text codes to them
         labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
-        stored, storage, kls = keep_labels(labelled.target_log_probs, labelled.label_mask, asked,
-                                           ctx.config["label_topk"], item_text)
-    if storage not in LOSSY:
-        return labelled, stored, storage, {"stored_label_kl": 0.0 if stored else None}
+        stored = compress(labelled.target_log_probs, labelled.label_mask, storage, ctx.config["label_topk"],
+                          item_text)
+    if storage not in ("topk", "text_code"):
+        return labelled, stored, storage, 0.0 if stored else None
     _, log_probs = expand(stored, labelled.target_log_probs.size(-1), item_text)  # lossy: train on what is kept
-    notes = {"stored_label_kl": kls[storage]}
-    if asked == "auto":
-        notes["label_storage_kl"] = kls
-    ctx.logger.info(f"Labels stored as {storage}: mean KL(teacher || stored) "
-                    + ", ".join(f"{s} {kl:.3f}" for s, kl in kls.items()) + " nats per position")
-    return TeacherLabelledSequences(sequences, log_probs), stored, storage, notes
+    mask = labelled.label_mask
+    teacher = labelled.target_log_probs[..., 1:][mask]
+    kept = TeacherLabelledSequences(sequences, log_probs)
+    kl = (teacher.exp() * (teacher - log_probs[..., 1:][mask])).sum(-1).mean().item()
+    ctx.logger.info(f"Labels stored as {storage}: mean KL(teacher || stored) {kl:.3f} nats per position")
+    return kept, stored, storage, kl
 
 
 def run_random(ctx):
