@@ -14,7 +14,7 @@ from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.methods import METHODS
 from recbole_foster.methods.set_files import common_header, describe_set, export_set
-from recbole_foster.stored_labels import compress, expand
+from recbole_foster.stored_labels import compress, expand, label_kl
 from recbole_foster.training_sets import HardSequences, TeacherLabelledSequences
 
 
@@ -54,10 +54,8 @@ def teacher_labelled(ctx, sequences):
     if storage not in ("topk", "text_code"):
         return labelled, stored, storage, 0.0 if stored else None
     _, log_probs = expand(stored, labelled.target_log_probs.size(-1), item_text)  # lossy: train on what is kept
-    mask = labelled.label_mask
-    teacher = labelled.target_log_probs[..., 1:][mask]
     kept = TeacherLabelledSequences(sequences, log_probs)
-    kl = (teacher.exp() * (teacher - log_probs[..., 1:][mask])).sum(-1).mean().item()
+    kl = label_kl(labelled.target_log_probs, labelled.label_mask, stored, item_text)
     ctx.logger.info(f"Labels stored as {storage}: mean KL(teacher || stored) {kl:.3f} nats per position")
     return kept, stored, storage, kl
 
