@@ -17,6 +17,7 @@ import os
 import sys
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -35,6 +36,7 @@ def plot(curves, full, path, title):
     ax.set_xscale("log")
     ax.set_xticks(sorted({p["n"] for points in curves.values() for p in points}))
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("sequences in the set (N)")
     ax.set_ylabel("test NDCG@10")
     ax.set_title(title, fontsize=9)

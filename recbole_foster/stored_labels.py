@@ -125,7 +125,9 @@ def fit_text_code(label_log_probs, item_text, rank, steps=CODE_FIT_STEPS):
     if len(targets) == 0:  # no labelled position: nothing to fit
         return targets.new_zeros(0, rank), targets.new_zeros(rank, texts.size(1))
     centred = targets - targets.mean(dim=1, keepdim=True)
-    directions = torch.linalg.lstsq(texts, centred.T).solution.T  # (P, d): centred ~ directions @ texts.T
+    # (P, d): centred ~ directions @ texts.T; pinv, not lstsq, whose default CPU driver is not
+    # deterministic (a rerun of a set must give the same codes)
+    directions = (torch.linalg.pinv(texts) @ centred.T).T
     left, singular, right = torch.linalg.svd(directions, full_matrices=False)
     rank = min(rank, len(singular))
     codes = (left[:, :rank] * singular[:rank]).clone().requires_grad_(True)

@@ -100,6 +100,18 @@ def test_text_code_keeps_a_text_linear_teachers_whole_distribution_within_the_to
     assert code_kl.max() < 0.01 and code_kl.mean() < topk_kl.mean() / 10
 
 
+def test_text_code_fit_is_deterministic():
+    """A rerun of a set gives the same codes (torch.linalg.lstsq's default CPU driver does not)."""
+    g = torch.Generator().manual_seed(0)
+    item_text = torch.randn(400, 64, generator=g)
+    item_text[0] = 0
+    logits = torch.randn(40, 8, generator=g) @ torch.randn(8, 64, generator=g) @ item_text.T * 0.2
+    logits[:, 0] = -math.inf
+    log_probs, mask = torch.log_softmax(logits, -1).reshape(4, 10, -1), torch.ones(4, 10, dtype=torch.bool)
+    first, again = (compress(log_probs, mask, "text_code", 5, item_text) for _ in range(2))
+    assert all(torch.equal(first[key], again[key]) for key in first)
+
+
 def test_text_code_rank_is_the_largest_that_fits_the_topk_bytes():
     for positions, dim, k in [(213, 384, 10), (980, 384, 10), (5, 384, 1), (40, 8, 3)]:
         r = code_rank(positions, dim, k)
