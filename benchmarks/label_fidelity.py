@@ -19,7 +19,7 @@ import sys
 from recbole_foster.cli import CLIError, parse_args
 from recbole_foster.model import students
 from recbole_foster.run import prepare, prepare_method_inputs
-from recbole_foster.stored_labels import compress, label_kl
+from recbole_foster.stored_labels import compress, expand, label_kl
 from recbole_foster.training_sets import TeacherLabelledSequences
 
 
@@ -47,7 +47,8 @@ def main(argv):
         topk = compress(log_probs, mask, "topk", k)
         codes = compress(log_probs, mask, "text_code", k, item_text)
         rows.append({"n": n, "labelled_positions": int(mask.sum()), "text_code_rank": int(codes["label_codes"].size(1)),
-                     "kl_topk": label_kl(log_probs, mask, topk), "kl_text_code": label_kl(log_probs, mask, codes, item_text)})
+                     "kl_topk": label_kl(log_probs, expand(topk, log_probs.size(-1))[1], mask),
+                     "kl_text_code": label_kl(log_probs, expand(codes, log_probs.size(-1), item_text)[1], mask)})
         print(json.dumps(rows[-1]), flush=True)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.dataset}.json"), "w") as f:

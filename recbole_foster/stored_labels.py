@@ -78,12 +78,12 @@ def expand(stored, n_items, item_text=None):
     return mask, full
 
 
-def label_kl(log_probs, mask, stored, item_text=None):
-    """Mean KL(label || stored label) per labelled position, in nats (0 = nothing lost). A
-    diagnostic, not a predictor of training quality: on amazon-games, 5 windows, rank-2 text codes
-    lose less KL than top-10 labels but train a worse model (docs/experiments.md)."""
-    _, kept = expand(stored, log_probs.size(-1), item_text)
-    labels, kept = log_probs[mask][:, 1:], kept.to(log_probs.device)[mask][:, 1:]
+def label_kl(log_probs, kept_log_probs, mask):
+    """Mean KL(label || kept label) per labelled position, in nats (0 = nothing lost), with
+    ``kept_log_probs`` what :func:`expand` rebuilt. A diagnostic, not a predictor of training
+    quality: on amazon-games, 5 windows, rank-2 text codes lose less KL than top-10 labels but
+    train a worse model (docs/experiments.md)."""
+    labels, kept = log_probs[mask][:, 1:], kept_log_probs.to(log_probs.device)[mask][:, 1:]
     if len(labels) == 0:
         return 0.0
     return (labels.exp() * (labels - kept)).sum(-1).mean().item()

@@ -23,7 +23,7 @@ def _user_tokens(ctx, users):
     return [token[u] for u in users.tolist()]
 
 
-def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None, label_kl=None):
+def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None, stored_kl=None):
     """Save the windows (and stored labels), judge them, and say what the set is."""
     header = {**common_header(ctx), "method": ctx.config["method"], "selected_users": _user_tokens(ctx, users),
               "label_storage": storage}
@@ -36,7 +36,7 @@ def save_and_judge(ctx, label, sequences, users, training_set, stored=None, stor
     exported = export_set(ctx, items=sequences, user_tokens=header["selected_users"], labels=labels,
                           teacher_assisted=storage == "teacher")
     return {**result, **describe_set(ctx, path, needs_teacher=storage == "teacher"), **exported,
-            "label_storage": storage, "stored_label_kl": label_kl, "selected_users": header["selected_users"],
+            "label_storage": storage, "stored_label_kl": stored_kl, "selected_users": header["selected_users"],
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]}}
 
 
@@ -55,7 +55,7 @@ def teacher_labelled(ctx, sequences):
         return labelled, stored, storage, 0.0 if stored else None
     _, log_probs = expand(stored, labelled.target_log_probs.size(-1), item_text)  # lossy: train on what is kept
     kept = TeacherLabelledSequences(sequences, log_probs)
-    kl = label_kl(labelled.target_log_probs, labelled.label_mask, stored, item_text)
+    kl = label_kl(labelled.target_log_probs, log_probs, labelled.label_mask)
     ctx.logger.info(f"Labels stored as {storage}: mean KL(teacher || stored) {kl:.3f} nats per position")
     return kept, stored, storage, kl
 
