@@ -8,13 +8,20 @@ method, and reused from disk by every later run whose config would train the sam
 A pool folder holds ``epoch_<k>.pt`` state dicts (plain tensors, ``torch.load(weights_only=True)``)
 and ``manifest.json`` (one row per checkpoint: epoch, step, validation metric, file; plus the
 teacher file and the Full run's metrics, written last, so a half-written pool is never reused).
+While it trains, ``resume.pth`` holds everything needed to continue after the last finished
+epoch (weights, optimizer, early-stopping state, random states), so a killed run (a Full on
+amazon-games is 1-2 hours on one CPU core) continues where it stopped and ends with the same
+weights as an uninterrupted one.
 """
 
 import fcntl
 import hashlib
 import json
 import os
+import random
+import time
 
+import numpy as np
 import torch
 
 from recbole_foster.banners import real_run_banner
@@ -72,20 +79,80 @@ def load_state(folder, file, device="cpu"):
     return torch.load(os.path.join(folder, file), map_location=device, weights_only=True)
 
 
-class AnchorRecordingTrainer(CheckpointSafeTrainer):
-    """RecBole training that also saves the model's state dict after every validated epoch."""
+RESUME_FILE = "resume.pth"
 
-    def __init__(self, config, model, anchor_folder):
+
+class AnchorRecordingTrainer(CheckpointSafeTrainer):
+    """RecBole training that also saves the model's state dict after every validated epoch, and
+    the state to resume from (``RESUME_FILE``) before every epoch but the first."""
+
+    def __init__(self, config, model, anchor_folder, resumable=True):
         super().__init__(config, model)
-        self.anchor_folder = anchor_folder
+        self.anchor_folder, self.resumable = anchor_folder, resumable
         os.makedirs(anchor_folder, exist_ok=True)
         self.anchor_rows = []
         self._epoch = -1
+        self.seconds_before_resume = 0.0  # training time of the interrupted run(s) this one continues
+        self._fit_started = time.perf_counter()
+
+    def fit(self, *args, **kwargs):
+        self._fit_started = time.perf_counter()
+        return super().fit(*args, **kwargs)
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        if self.resumable and epoch_idx > self.start_epoch:  # the previous epoch is finished: validated, early-stopping updated
+            self._save_resume_state(train_data, epoch_idx - 1)
         self._epoch = epoch_idx
         self._batches_per_epoch = len(train_data)
         return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+
+    def _save_resume_state(self, train_data, finished_epoch):
+        keys, pos, has_gauss, cached = np.random.get_state()[1:]
+        state = {
+            "epoch": finished_epoch,
+            "cur_step": self.cur_step,
+            "best_valid_score": float(self.best_valid_score),
+            "best_valid_result": None if self.best_valid_result is None
+            else {k: float(v) for k, v in self.best_valid_result.items()},
+            "anchor_rows": self.anchor_rows,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "seconds": self.seconds_before_resume + time.perf_counter() - self._fit_started,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy_rng": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                          "has_gauss": int(has_gauss), "cached": float(cached)},
+            "python_rng": random.getstate(),
+            "loader_rng": train_data.generator.get_state() if hasattr(train_data, "generator") else None,
+        }
+        tmp = os.path.join(self.anchor_folder, RESUME_FILE + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, os.path.join(self.anchor_folder, RESUME_FILE))
+
+    def resume_if_interrupted(self, train_data):
+        """Continue an interrupted run from its ``RESUME_FILE``: the epoch it continues at, or None."""
+        path = os.path.join(self.anchor_folder, RESUME_FILE)
+        if not os.path.isfile(path):
+            return None
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.start_epoch = state["epoch"] + 1
+        self.cur_step = state["cur_step"]
+        self.best_valid_score = state["best_valid_score"]
+        self.best_valid_result = state["best_valid_result"]
+        self.anchor_rows = state["anchor_rows"]
+        self.seconds_before_resume = state["seconds"]
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        rng = state["numpy_rng"]
+        np.random.set_state(("MT19937", rng["keys"].numpy().astype(np.uint32), rng["pos"], rng["has_gauss"],
+                             rng["cached"]))
+        random.setstate(state["python_rng"])
+        if state["loader_rng"] is not None:
+            train_data.generator.set_state(state["loader_rng"])
+        return self.start_epoch
 
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
@@ -193,6 +260,10 @@ def _record_real_run(ctx, folder):
     model = ctx.new_model(config["seed"])
     trainer = AnchorRecordingTrainer(config, model, folder)
     trainer.saved_model_file = os.path.join(folder, "best.pth")
+    resumed_at = trainer.resume_if_interrupted(ctx.train_data)
+    if resumed_at is not None:
+        ctx.logger.info(f"Resuming the interrupted real-data run in {folder} at epoch {resumed_at} "
+                        f"(delete {RESUME_FILE} there to start it again)")
     with ctx.timed("train"):
         _, best_valid = trainer.fit(ctx.train_data, ctx.valid_data, saved=True,
                                     show_progress=config["show_progress"])
@@ -210,8 +281,11 @@ def _record_real_run(ctx, folder):
         "checkpoints": trainer.anchor_rows,
         "valid": {k: float(v) for k, v in best_valid.items()},
         "test": {k: float(v) for k, v in test.items()},
-        "train_seconds": ctx.timings.get("train"),
+        "train_seconds": ctx.timings.get("train") + trainer.seconds_before_resume,
+        "resumed_at_epoch": resumed_at,
     }
     write_manifest(folder, manifest)
     os.remove(trainer.saved_model_file)  # teacher.pt holds the same weights as a plain state dict
+    if os.path.isfile(os.path.join(folder, RESUME_FILE)):
+        os.remove(os.path.join(folder, RESUME_FILE))
     return manifest

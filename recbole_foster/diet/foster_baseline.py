@@ -21,8 +21,9 @@ from recbole_foster.real_run import AnchorRecordingTrainer, RealRun, best_epoch
 
 
 def trajectory_trainer(ctx, model, folder):
-    """RecBole's trainer that also saves the model after every validated epoch (FOSTER's anchors)."""
-    return AnchorRecordingTrainer(ctx.config, model, folder)
+    """RecBole's trainer that also saves the model after every validated epoch (FOSTER's anchors);
+    DIET resumes whole stages, so it keeps no within-stage resume state."""
+    return AnchorRecordingTrainer(ctx.config, model, folder, resumable=False)
 
 
 class _SeenRun:
