@@ -160,3 +160,22 @@ def test_label_storage_draw_seed_gives_new_draws_with_the_same_teacher(monkeypat
     label_storage.main(["--storages=topk", "--selection_seeds=2", "--draw_seed=2030", f"--work_dir={tmp_path}",
                         f"--out={tmp_path}"])
     assert ("random_kd", 2030, None) in seen and ("random_kd-sel1", 2031, None) in seen  # seed (teacher) unchanged
+
+
+def test_ablation_reports_validation_to_choose_on_beside_test(monkeypatch, tmp_path):
+    import ablation
+
+    calls = []
+
+    def fake(name, options, work_dir, variants=None):
+        calls.append((name, variants[name]))
+        valid = 0.02 if name == "init_random" else 0.01
+        return {"test": FAKE_METRICS, "valid": {"ndcg@10": valid, "ndcg@10_std": 0.001}, "timings": {}}
+
+    monkeypatch.setattr(ablation, "run_or_reuse", fake)
+    ablation.main(["--rows=foster,init random,synthetic lr 0.01", f"--out={tmp_path}", f"--work_dir={tmp_path}"])
+    assert [name for name, _ in calls] == ["foster", "init_random", "synthetic_lr_0_01"]
+    assert calls[1][1] == ("foster", {"foster_init": "random"})
+    table = (tmp_path / "ablation-ml-100k.md").read_text()
+    assert "| method | family | bytes | valid N@10 | R@10 |" in table
+    assert "| init random | - | - | 0.0200 ± 0.0010 | 0.1000 |" in table
