@@ -10,8 +10,10 @@ same draws) and evaluation seed, plus Random-20 with hard labels. Two IORs per r
 (draw, evaluation seed): against Random-KD-N with ``--reference_storage`` labels (what the
 storage adds at no more bytes) and against Random-KD-N with the row's own storage (what the
 windows add, same labels). Runs are resumable and reusable: ``--runs=STORAGE:DIR`` reads (and
-completes) an existing paper_table work dir for that storage. Writes
-``<out>/<dataset>.{json,md,png}``.
+completes) an existing paper_table work dir for that storage. ``--foster_draws=K`` adds the
+paper's method (FOSTER-N, its own coupled soft labels, the default settings) over K of the same
+draws, so the headline holds it beside the sets it is compared with (its runs live in the
+reference storage's dir, or ``--runs=foster:DIR``). Writes ``<out>/<dataset>.{json,md,png}``.
 """
 
 import argparse
@@ -44,6 +46,8 @@ def run_draws(method, options, work_dir, draws, seed):
 def label_of(method, storage, n, k):
     if method == "random":
         return f"Random-{n} (hard labels)"
+    if method == "foster":
+        return f"FOSTER-{n} (paper's method, its own soft sequences)"
     return f"{LABELS[method]}-{n}, {STORAGE_LABELS[storage].format(k=k)}"
 
 
@@ -75,6 +79,8 @@ def main(argv):
     parser.add_argument("--methods", default="random_kd", help="teacher-labelled methods (random_kd first)")
     parser.add_argument("--label_topk", type=int, default=10, help="top-k labels; also text_code's byte budget")
     parser.add_argument("--reference_storage", default="topk")
+    parser.add_argument("--foster_draws", type=int, default=0,
+                        help="add FOSTER-N (the paper's method) over this many of the draws (0: no row)")
     parser.add_argument("--runs", action="append", default=[], metavar="STORAGE:DIR",
                         help="an existing paper_table work dir for STORAGE (read, completed if needed)")
     parser.add_argument("--work_dir", default=None, help="default outputs/label_storage/<dataset>")
@@ -95,9 +101,13 @@ def main(argv):
     dirs = {s: os.path.join(base_dir, s) for s in storages}
     for spec in args.runs:
         storage, _, folder = spec.partition(":")
-        if storage not in dirs or not folder:
-            parser.error(f"--runs={spec}: expected STORAGE:DIR with STORAGE one of {storages}")
+        if storage not in dirs and storage != "foster" or not folder:
+            parser.error(f"--runs={spec}: expected STORAGE:DIR with STORAGE one of {storages + ['foster']}")
         dirs[storage] = folder
+    if args.foster_draws:
+        dirs.setdefault("foster", dirs[args.reference_storage])
+    else:
+        dirs.pop("foster", None)
     seed = int(options.get("seed", 2020)) if args.draw_seed is None else args.draw_seed
     if args.draw_seed is not None:
         options["selection_seed"] = args.draw_seed
@@ -108,6 +118,8 @@ def main(argv):
         for method in methods:
             results[(method, storage)] = run_draws(method, {**options, "label_storage": storage}, dirs[storage],
                                                    args.selection_seeds, seed)
+    if args.foster_draws:  # the paper's method: its labels are its own soft sequences (label_storage "summary")
+        results[("foster", "summary")] = run_draws("foster", options, dirs["foster"], args.foster_draws, seed)
     reference = results[("random_kd", args.reference_storage)]
     full = results[("random", "hard")]["table"]["Full"]
     rows = [row_of("full", {"test": full, "timings": {}, "peak_mem_mb": None}, args.n_sequences)]
@@ -118,12 +130,12 @@ def main(argv):
         if method != "random" and (method, storage) != ("random_kd", args.reference_storage):
             row["ior"] = improvement_over_random(result, reference)
             row["ior_reference"] = label_of("random_kd", args.reference_storage, args.n_sequences, args.label_topk)
-            if method != "random_kd":
+            if method not in ("random_kd", "foster"):
                 row["ior_same_labels"] = improvement_over_random(result, results[("random_kd", storage)])
         rows.append(row)
 
     command = "python benchmarks/label_storage.py " + " ".join(argv)
-    table = markdown(rows)
+    table = markdown(rows, costs=True)
     same = [f"- {r['method']}: IOR vs Random-KD-{args.n_sequences} with the same labels "
             f"{r['ior_same_labels']['mean']:+.4f} ± {r['ior_same_labels']['std']:.4f} (n={r['ior_same_labels']['n']})"
             + (" **>2SE**" if r["ior_same_labels"]["beyond_2se"] else "")

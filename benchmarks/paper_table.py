@@ -41,6 +41,8 @@ METHODS = [name for name, m in REGISTRY.items() if m.small_set] + [v for v in VA
 LABELS = {**{name: m.label for name, m in REGISTRY.items()}, **{k: v[2] for k, v in VARIANTS.items()}}
 # methods whose result depends on which random users are drawn (``--selection_seeds``)
 RANDOM_DRAWS = ("random", "random_kd")
+# timed phases that make the small set (selection, distillation, label fitting), not data, Full or evaluation
+BUILD_PHASES = ("select", "distill", "labels")
 
 
 def run_or_reuse(name, options, work_dir, variants=VARIANTS):
@@ -121,6 +123,8 @@ def row_of(method, results, n):
         row["method"] += " (paper-compatible: student starts from real-data embeddings, leaks)"
     row["label_storage"] = results.get("label_storage")
     row["artifact_bytes"] = results.get("artifact_bytes")
+    built = [timings[k] for k in BUILD_PHASES if k in timings]  # making the set, once the real-data run exists
+    row["build_seconds"] = round(sum(built), 1) if built else None
     if "draws" in results:
         row["draws"] = results["draws"]
     return row
@@ -135,9 +139,16 @@ def _bytes(value):
     return f"{value:.0f} B"
 
 
-def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")):
+def _costs(row):
+    build, peak = row.get("build_seconds"), row.get("peak_mem_mb")
+    return f" {'-' if build is None else f'{build:.0f}'} | {'-' if peak is None else f'{peak:.0f}'} |"
+
+
+def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20"), costs=False):
+    """One row per method; ``costs`` adds the seconds to build the set and the run's peak memory."""
+    cost_head = " build s | peak MB |" if costs else ""
     lines = ["| method | family | bytes | " + " | ".join(m.replace("recall", "R").replace("ndcg", "N") for m in metrics)
-             + " | IOR N@10 (vs) |", "|---|---|---|" + "---|" * (len(metrics) + 1)]
+             + " | IOR N@10 (vs) |" + cost_head, "|---|---|---|" + "---|" * (len(metrics) + 1 + 2 * costs)]
     for row in rows:
         cells = []
         for m in metrics:
@@ -147,7 +158,7 @@ def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20")):
         ior_cell = "-" if not ior else (f"{ior['mean']:+.4f} ± {ior['std']:.4f} (n={ior['n']}, vs {row['ior_reference']})"
                                         + (" **>2SE**" if ior["beyond_2se"] else ""))
         lines.append(f"| {row['method']} | {row.get('family') or '-'} | {_bytes(row.get('artifact_bytes'))} | "
-                     + " | ".join(cells) + f" | {ior_cell} |")
+                     + " | ".join(cells) + f" | {ior_cell} |" + (_costs(row) if costs else ""))
     return "\n".join(lines)
 
 

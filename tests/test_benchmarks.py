@@ -84,10 +84,11 @@ def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkey
 
     monkeypatch.setattr(label_storage, "run_or_reuse", fake)
     label_storage.main(["--storages=topk,text_code", "--methods=random_kd,kcenter_kd", "--selection_seeds=2",
-                        f"--work_dir={tmp_path / 'w'}", f"--runs=text_code:{tmp_path / 'old'}", f"--out={tmp_path}"])
-    assert ("random", None, str(tmp_path / "w" / "topk")) in calls
+                        "--foster_draws=1", f"--work_dir={tmp_path / 'w'}", f"--runs=text_code:{tmp_path / 'old'}",
+                        f"--runs=topk:{tmp_path / 'top'}", f"--out={tmp_path}"])
+    assert ("random", None, str(tmp_path / "top")) in calls
     assert ("random_kd-sel1", "text_code", str(tmp_path / "old")) in calls  # an existing work dir is reused
-    assert ("kcenter_kd-sel1", "topk", str(tmp_path / "w" / "topk")) in calls
+    assert ("kcenter_kd-sel1", "topk", str(tmp_path / "top")) in calls
     with open(tmp_path / "ml-100k.json") as f:
         rows = {r["method"]: r for r in json.load(f)["rows"]}
     code = rows["Random-KD-20, text-code labels (≤ top-10 bytes)"]
@@ -95,6 +96,10 @@ def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkey
     kcenter = rows["K-Center-KD-20, text-code labels (≤ top-10 bytes)"]
     assert abs(kcenter["ior_same_labels"]["mean"]) < 1e-9 and not kcenter["ior_same_labels"]["beyond_2se"]
     assert "ior" not in rows["Random-KD-20, top-10 labels"]
+    assert ("foster", None, str(tmp_path / "top")) in calls and ("foster-sel1", None) not in [c[:2] for c in calls]
+    foster = rows["FOSTER-20 (paper's method, its own soft sequences)"]
+    assert foster["ior"]["n"] == 2 and abs(foster["ior"]["mean"]) < 1e-9  # paired with Random-KD's draw 0 only
+    assert "| IOR N@10 (vs) | build s | peak MB |" in (tmp_path / "ml-100k.md").read_text()
     assert (tmp_path / "ml-100k.png").stat().st_size > 0 and (tmp_path / "ml-100k.md").exists()
 
 
