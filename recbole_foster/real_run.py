@@ -100,6 +100,8 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
         return super().fit(*args, **kwargs)
 
     def _train_epoch(self, train_data, epoch_idx, *args, **kwargs):
+        # Saved here, not after fit: RecBole's fit with start_epoch >= epochs would overwrite best.pth,
+        # and a run killed after its last epoch simply replays that epoch (same result).
         if self.resumable and epoch_idx > self.start_epoch:  # the previous epoch is finished: validated, early-stopping updated
             self._save_resume_state(train_data, epoch_idx - 1)
         self._epoch = epoch_idx
@@ -118,8 +120,9 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "seconds": self.seconds_before_resume + time.perf_counter() - self._fit_started,
+            "other_parameter": self.model.other_parameter(),
             "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "numpy_rng": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                           "has_gauss": int(has_gauss), "cached": float(cached)},
             "python_rng": random.getstate(),
@@ -134,8 +137,10 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
         path = os.path.join(self.anchor_folder, RESUME_FILE)
         if not os.path.isfile(path):
             return None
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # random states must stay CPU tensors; load_state_dict moves weights and optimizer state to the device
+        state = torch.load(path, map_location="cpu", weights_only=True)
         self.model.load_state_dict(state["model"])
+        self.model.load_other_parameter(state.get("other_parameter"))
         self.optimizer.load_state_dict(state["optimizer"])
         self.start_epoch = state["epoch"] + 1
         self.cur_step = state["cur_step"]
@@ -144,8 +149,8 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
         self.anchor_rows = state["anchor_rows"]
         self.seconds_before_resume = state["seconds"]
         torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         rng = state["numpy_rng"]
         np.random.set_state(("MT19937", rng["keys"].numpy().astype(np.uint32), rng["pos"], rng["has_gauss"],
                              rng["cached"]))
@@ -239,6 +244,9 @@ def ensure_real_run(ctx):
             fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = load_manifest(folder)
         if manifest is not None:
+            for leftover in (RESUME_FILE, "best.pth"):  # a run killed between its manifest and its clean-up
+                if os.path.isfile(os.path.join(folder, leftover)):
+                    os.remove(os.path.join(folder, leftover))
             ctx.logger.info(f"Reusing the real-data run (Full, teacher, anchors) from {folder}")
             real_run_banner(ctx, folder, manifest)  # "reused from ..."
             return RealRun(folder, manifest, trained_now=False)

@@ -99,7 +99,7 @@ def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkey
     assert ("foster", None, str(tmp_path / "top")) in calls and ("foster-sel1", None) not in [c[:2] for c in calls]
     foster = rows["FOSTER-20 (paper's method, its own soft sequences)"]
     assert foster["ior"]["n"] == 2 and abs(foster["ior"]["mean"]) < 1e-9  # paired with Random-KD's draw 0 only
-    assert "| IOR N@10 (vs) | build s | peak MB |" in (tmp_path / "ml-100k.md").read_text()
+    assert "| IOR N@10 (vs) | build s | peak MB (build, train on set) |" in (tmp_path / "ml-100k.md").read_text()
     assert (tmp_path / "ml-100k.png").stat().st_size > 0 and (tmp_path / "ml-100k.md").exists()
 
 

@@ -147,18 +147,23 @@ class Killed(Exception):
 
 
 def test_a_killed_real_data_run_resumes_to_the_same_result(toy_data_root, tiny_bert_dir, tmp_path, monkeypatch):
-    """Kill the Full run in the middle of epoch 3, run again: it continues at epoch 3 (not 0) and ends
-    with the same trajectory, teacher and metrics as an uninterrupted run."""
+    """Kill the Full run in the middle of the epoch where it early-stops, run again: it continues at
+    that epoch (not 0), stops there too (the early-stopping counter is restored), and ends with the
+    same trajectory, teacher and metrics as an uninterrupted run."""
     from recbole_foster import real_run
     from recbole_foster.run import run
     from tests.test_bad_input import as_argv
 
-    def full(folder, **extra):
-        options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full", epochs=5, stopping_step=10,
-                              anchor_dir=str(tmp_path / folder), output_dir=str(tmp_path / folder / "out"), **extra)
+    def full(folder):
+        options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full", epochs=8, stopping_step=2,
+                              anchor_dir=str(tmp_path / folder), output_dir=str(tmp_path / folder / "out"))
         return run(as_argv(options))
 
     whole = full("whole")
+    whole_pool = os.path.dirname(next(iter(glob_files(tmp_path / "whole", "manifest.json"))))
+    a = real_run.load_manifest(whole_pool)
+    last = a["checkpoints"][-1]["epoch"]
+    assert 1 <= last < 7, "the toy run must early-stop after at least two epochs for this test to mean anything"
 
     started, validations = [], []
     train_epoch, valid_epoch = real_run.AnchorRecordingTrainer._train_epoch, real_run.AnchorRecordingTrainer._valid_epoch
@@ -167,27 +172,26 @@ def test_a_killed_real_data_run_resumes_to_the_same_result(toy_data_root, tiny_b
         started.append(epoch_idx)
         return train_epoch(self, train_data, epoch_idx, *args, **kwargs)
 
-    def dies_in_epoch_3(self, *args, **kwargs):  # after epoch 3's training, before its validation
+    def dies_in_the_last_epoch(self, *args, **kwargs):  # after its training, before its validation
         validations.append(1)
-        if len(validations) == 4:
+        if len(validations) == last + 1:
             raise Killed()
         return valid_epoch(self, *args, **kwargs)
 
     monkeypatch.setattr(real_run.AnchorRecordingTrainer, "_train_epoch", counted)
-    monkeypatch.setattr(real_run.AnchorRecordingTrainer, "_valid_epoch", dies_in_epoch_3)
+    monkeypatch.setattr(real_run.AnchorRecordingTrainer, "_valid_epoch", dies_in_the_last_epoch)
     with pytest.raises(Killed):
         full("killed")
     pool = os.path.dirname(next(iter(glob_files(tmp_path / "killed", "resume.pth"))))
     assert real_run.load_manifest(pool) is None  # an interrupted run is never reused as complete
     resumed = full("killed")
-    assert started == [0, 1, 2, 3, 3, 4]  # continued at epoch 3, did not start again
+    assert started == list(range(last + 1)) + [last]  # continued at the killed epoch and stopped after it
 
     assert resumed["test"] == whole["test"] and resumed["valid"] == whole["valid"]
-    whole_pool = os.path.dirname(next(iter(glob_files(tmp_path / "whole", "manifest.json"))))
-    a, b = real_run.load_manifest(whole_pool), real_run.load_manifest(pool)
+    b = real_run.load_manifest(pool)
     assert [r["valid_score"] for r in a["checkpoints"]] == [r["valid_score"] for r in b["checkpoints"]]
-    assert a["best_epoch"] == b["best_epoch"] and b["resumed_at_epoch"] == 3 and a["resumed_at_epoch"] is None
-    for file in ("teacher.pt", "epoch_4.pt"):
+    assert a["best_epoch"] == b["best_epoch"] and b["resumed_at_epoch"] == last and a["resumed_at_epoch"] is None
+    for file in ("teacher.pt", f"epoch_{last}.pt"):
         x, y = load_state(whole_pool, file), load_state(pool, file)
         assert all(torch.equal(x[k], y[k]) for k in x)
     assert not os.path.exists(os.path.join(pool, "resume.pth"))  # removed once the run is complete
