@@ -93,7 +93,6 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
         self.anchor_rows = []
         self._epoch = -1
         self.seconds_before_resume = 0.0  # training time of the interrupted run(s) this one continues
-        self._fit_started = time.perf_counter()
 
     def fit(self, *args, **kwargs):
         self._fit_started = time.perf_counter()
@@ -244,9 +243,7 @@ def ensure_real_run(ctx):
             fcntl.flock(lock, fcntl.LOCK_EX)
         manifest = load_manifest(folder)
         if manifest is not None:
-            for leftover in (RESUME_FILE, "best.pth"):  # a run killed between its manifest and its clean-up
-                if os.path.isfile(os.path.join(folder, leftover)):
-                    os.remove(os.path.join(folder, leftover))
+            _remove_training_files(folder)  # left by a run killed between its manifest and its clean-up
             ctx.logger.info(f"Reusing the real-data run (Full, teacher, anchors) from {folder}")
             real_run_banner(ctx, folder, manifest)  # "reused from ..."
             return RealRun(folder, manifest, trained_now=False)
@@ -293,7 +290,13 @@ def _record_real_run(ctx, folder):
         "resumed_at_epoch": resumed_at,
     }
     write_manifest(folder, manifest)
-    os.remove(trainer.saved_model_file)  # teacher.pt holds the same weights as a plain state dict
-    if os.path.isfile(os.path.join(folder, RESUME_FILE)):
-        os.remove(os.path.join(folder, RESUME_FILE))
+    _remove_training_files(folder)
     return manifest
+
+
+def _remove_training_files(folder):
+    """What only an unfinished run needs: RecBole's best.pth (teacher.pt holds the same weights as
+    a plain state dict) and the resume state."""
+    for file in ("best.pth", RESUME_FILE):
+        if os.path.isfile(os.path.join(folder, file)):
+            os.remove(os.path.join(folder, file))
