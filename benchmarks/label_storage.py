@@ -51,6 +51,25 @@ def label_of(method, storage, n, k):
     return f"{LABELS[method]}-{n}, {STORAGE_LABELS[storage].format(k=k)}"
 
 
+def converged_full_row(path, n):
+    """The row of a ``--method=full`` run that early stopping ended (the headline's Full); the
+    sets' teacher may be a capped run, which is never the headline's reference."""
+    with open(path) as f:
+        results = json.load(f)
+    training = results.get("training")
+    if results.get("method") != "full" or not training:
+        raise SystemExit(f"--converged_full={path}: not the results.json of a `run_foster.py --method=full` run that "
+                         "records how it ended; re-run that command (it reuses the trained model) to write it.")
+    if training["stopped_by"] != "early stopping":
+        raise SystemExit(f"--converged_full={path}: the run hit its epoch cap ({training['epochs_trained']} epochs) "
+                         "before early stopping; re-run it with a larger --epochs (it resumes) before calling it converged.")
+    row = row_of("full", {"test": results["test"], "timings": {}, "peak_mem_mb": None}, n)
+    row["method"] = (f"Full, converged (early stopping after {training['epochs_trained']} epochs, "
+                     f"patience {training['stopping_step']}, best epoch {training['best_epoch']})")
+    row["training"] = training
+    return row
+
+
 def plot(rows, full, path, title):
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.8))
     names = [r["method"] for r in rows]
@@ -81,6 +100,8 @@ def main(argv):
     parser.add_argument("--reference_storage", default="topk")
     parser.add_argument("--foster_draws", type=int, default=0,
                         help="add FOSTER-N (the paper's method) over this many of the draws (0: no row)")
+    parser.add_argument("--converged_full", default=None, metavar="RESULTS_JSON",
+                        help="results.json of --method=full ended by early stopping: the headline's Full row")
     parser.add_argument("--runs", action="append", default=[], metavar="STORAGE:DIR",
                         help="an existing paper_table work dir for STORAGE (read, completed if needed)")
     parser.add_argument("--work_dir", default=None, help="default outputs/label_storage/<dataset>")
@@ -122,7 +143,9 @@ def main(argv):
         results[("foster", "summary")] = run_draws("foster", options, dirs["foster"], args.foster_draws, seed)
     reference = results[("random_kd", args.reference_storage)]
     full = results[("random", "hard")]["table"]["Full"]
-    rows = [row_of("full", {"test": full, "timings": {}, "peak_mem_mb": None}, args.n_sequences)]
+    teacher_row = row_of("full", {"test": full, "timings": {}, "peak_mem_mb": None}, args.n_sequences)
+    teacher_row["method"] = f"Full, the sets' teacher (at most {reference['config']['epochs']} epochs)"
+    rows = ([converged_full_row(args.converged_full, args.n_sequences)] if args.converged_full else []) + [teacher_row]
     for (method, storage), result in results.items():
         row = row_of(method, result, args.n_sequences)
         row["method"] = label_of(method, storage, args.n_sequences, args.label_topk)
@@ -149,7 +172,7 @@ def main(argv):
                    "work_dirs": dirs, "command": command, "rows": rows}, f, indent=2)
     with open(stem + ".md", "w") as f:
         f.write(f"<!-- {command} -->\n{table}\n" + ("\n" + "\n".join(same) + "\n" if same else ""))
-    plot(rows[1:], full["ndcg@10"], stem + ".png",
+    plot([r for r in rows if r["family"] != "full data"], full["ndcg@10"], stem + ".png",
          f"{args.dataset}: {args.n_sequences} windows, labels kept in different ways "
          f"({args.selection_seeds} draws x {args.seeds} seeds)")
     print(table + ("\n" + "\n".join(same) if same else ""))

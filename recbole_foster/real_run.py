@@ -184,6 +184,18 @@ def best_epoch(rows, bigger=True):
     return best["epoch"]
 
 
+def training_summary(manifest, epoch_cap, stopping_step):
+    """How the Full run ended. ``stopped_by`` is "early stopping" when RecBole's criterion was met
+    (``stopping_step`` + 1 validations in a row without reaching the best score: converged in
+    RecBole's sense) and "epoch cap" when the run ran out of epochs first (a capped Full, which
+    may still have been improving)."""
+    best = manifest["best_epoch"]
+    since_best = sum(1 for row in manifest["checkpoints"] if row["epoch"] > best)  # validations, as RecBole counts
+    return {"epochs_trained": max(row["epoch"] for row in manifest["checkpoints"]) + 1, "epoch_cap": int(epoch_cap),
+            "best_epoch": best, "stopping_step": int(stopping_step),
+            "stopped_by": "early stopping" if since_best > int(stopping_step) else "epoch cap"}
+
+
 def anchor_rows(manifest, start_fraction):
     """Checkpoints from ``start_fraction`` of the way to the best epoch up to the best epoch.
 

@@ -78,19 +78,33 @@ def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkey
         better = 0.01 if options.get("label_storage") == "text_code" else 0.0
         metrics = {**FAKE_METRICS, "ndcg@10": 0.1 + better}
         return {"test": metrics, "table": {"Full": FAKE_METRICS}, "timings": {}, "label_storage": options.get("label_storage"),
-                "family": "self-contained", "artifact_bytes": 100,
+                "family": "self-contained", "artifact_bytes": 100, "config": {"epochs": 15},
                 "per_seed": [{"seed": s, "test": {**metrics, "ndcg@10": metrics["ndcg@10"] + s * 1e-4}}
                              for s in (3020, 3021)]}
 
+    def full_results(stopped_by):
+        path = tmp_path / f"full-{stopped_by.replace(' ', '-')}.json"
+        path.write_text(json.dumps({"method": "full", "test": {**FAKE_METRICS, "ndcg@10": 0.3}, "training": {
+            "epochs_trained": 17, "epoch_cap": 100, "best_epoch": 11, "stopping_step": 5, "stopped_by": stopped_by}}))
+        return path
+
     monkeypatch.setattr(label_storage, "run_or_reuse", fake)
-    label_storage.main(["--storages=topk,text_code", "--methods=random_kd,kcenter_kd", "--selection_seeds=2",
-                        "--foster_draws=1", f"--work_dir={tmp_path / 'w'}", f"--runs=text_code:{tmp_path / 'old'}",
-                        f"--runs=topk:{tmp_path / 'top'}", f"--out={tmp_path}"])
+    argv = ["--storages=topk,text_code", "--methods=random_kd,kcenter_kd", "--selection_seeds=2",
+            "--foster_draws=1", f"--work_dir={tmp_path / 'w'}", f"--runs=text_code:{tmp_path / 'old'}",
+            f"--runs=topk:{tmp_path / 'top'}", f"--out={tmp_path}"]
+    with pytest.raises(SystemExit, match="epoch cap"):  # a capped Full is never the headline's Full
+        label_storage.main(argv + [f"--converged_full={full_results('epoch cap')}"])
+    label_storage.main(argv + [f"--converged_full={full_results('early stopping')}"])
     assert ("random", None, str(tmp_path / "top")) in calls
     assert ("random_kd-sel1", "text_code", str(tmp_path / "old")) in calls  # an existing work dir is reused
     assert ("kcenter_kd-sel1", "topk", str(tmp_path / "top")) in calls
     with open(tmp_path / "ml-100k.json") as f:
+        ordered = [r["method"] for r in json.load(f)["rows"]]
+    assert ordered[:2] == ["Full, converged (early stopping after 17 epochs, patience 5, best epoch 11)",
+                           "Full, the sets' teacher (at most 15 epochs)"]
+    with open(tmp_path / "ml-100k.json") as f:
         rows = {r["method"]: r for r in json.load(f)["rows"]}
+    assert rows[ordered[0]]["ndcg@10"] == 0.3
     code = rows["Random-KD-20, text-code labels (≤ top-10 bytes)"]
     assert code["ior"]["n"] == 4 and abs(code["ior"]["mean"] - 0.01) < 1e-9 and code["ior"]["beyond_2se"]
     kcenter = rows["K-Center-KD-20, text-code labels (≤ top-10 bytes)"]
@@ -158,7 +172,7 @@ def test_label_storage_draw_seed_gives_new_draws_with_the_same_teacher(monkeypat
 
     def fake(name, options, work_dir, variants=None):
         seen.append((name, options.get("selection_seed"), options.get("seed")))
-        return {"test": FAKE_METRICS, "table": {"Full": FAKE_METRICS}, "timings": {}, "family": "self-contained",
+        return {"test": FAKE_METRICS, "table": {"Full": FAKE_METRICS}, "timings": {}, "family": "self-contained", "config": {"epochs": 15},
                 "per_seed": [{"seed": 1, "test": FAKE_METRICS}]}
 
     monkeypatch.setattr(label_storage, "run_or_reuse", fake)

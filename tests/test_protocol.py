@@ -233,3 +233,5 @@ def test_run_full_end_to_end_under_global_temporal(temporal, tiny_bert_dir, tmp_
     assert all(np.isfinite(v) for v in results["test"].values())
     assert results["config"]["eval_protocol"] == "global_temporal"
     assert results["config"]["eval_args"]["split"] == {"global_temporal": [0.8, 0.1, 0.1]}
+    training = results["training"]  # 2 epochs, RecBole's default patience 10: the epoch cap ended it
+    assert (training["epochs_trained"], training["epoch_cap"], training["stopped_by"]) == (2, 2, "epoch cap")

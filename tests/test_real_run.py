@@ -10,7 +10,8 @@ from recbole.utils import early_stopping
 
 from recbole_foster import FosterConfig
 from recbole_foster.dataset import create_dataset
-from recbole_foster.real_run import AnchorRecordingTrainer, best_epoch, load_state, pool_dir, pool_key
+from recbole_foster.real_run import (AnchorRecordingTrainer, best_epoch, load_state, pool_dir, pool_key,
+                                     training_summary)
 from recbole_foster.text_embedding import attach_item_text_embeddings
 from recbole_foster.trainer import CheckpointSafeTrainer
 from tests.toy_data import toy_options
@@ -80,8 +81,9 @@ def test_best_epoch_on_a_tie_is_the_later_epoch():
     assert best_epoch(rows_of([0.1, 0.5, 0.2])) == 1
 
 
-def recbole_best(scores, bigger, stopping_step):
-    """Replays RecBole's Trainer.fit: the epoch it saves as best, and the epochs it validates."""
+def recbole_best(scores, bigger, stopping_step, stopped=None):
+    """Replays RecBole's Trainer.fit over ``len(scores)`` epochs: the epoch it saves as best, and
+    the epochs it validates (``stopped`` collects whether early stopping ended it)."""
     best, cur_step, best_ep, rows = (-np.inf if bigger else np.inf), 0, None, []
     for epoch, score in enumerate(scores):
         rows.append({"epoch": epoch, "valid_score": score})
@@ -90,7 +92,26 @@ def recbole_best(scores, bigger, stopping_step):
             best_ep = epoch
         if stop:
             break
+    if stopped is not None:
+        stopped.append(stop)
     return best_ep, rows
+
+
+def test_training_summary_says_converged_only_when_recbole_early_stopping_ended_the_run():
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(300):
+        scores = rng.choice([0.1, 0.2, 0.3], size=int(rng.integers(1, 12))).tolist()  # the epoch cap = len(scores)
+        stopping_step, stopped = int(rng.integers(0, 4)), []
+        best, rows = recbole_best(scores, True, stopping_step, stopped)
+        summary = training_summary({"best_epoch": best, "checkpoints": rows}, len(scores), stopping_step)
+        assert summary["stopped_by"] == ("early stopping" if stopped[0] else "epoch cap"), (scores, stopping_step)
+        assert summary["epochs_trained"] == len(rows) and summary["best_epoch"] == best
+        seen.add(summary["stopped_by"])
+    assert seen == {"early stopping", "epoch cap"}
+    # amazon-games' capped Full: best epoch 11, 3 epochs after it, patience 3, cap 15 -> capped
+    rows = [{"epoch": e} for e in range(15)]
+    assert training_summary({"best_epoch": 11, "checkpoints": rows}, 15, 3)["stopped_by"] == "epoch cap"
 
 
 @pytest.mark.parametrize("bigger", [True, False])

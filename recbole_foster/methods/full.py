@@ -1,5 +1,6 @@
 """``--method=full``: the model trained on all real training data, i.e. the real-data run itself."""
 
+from recbole_foster.real_run import training_summary
 from recbole_foster.results import metric_subset
 
 
@@ -8,6 +9,7 @@ def run_full(ctx):
     return {
         "valid": metric_subset(real_run.manifest["valid"]),
         "test": metric_subset(real_run.manifest["test"]),
+        "training": training_summary(real_run.manifest, ctx.config["epochs"], ctx.config["stopping_step"]),  # converged or capped
         "anchor_pool": real_run.folder,
         "reused_from_disk": not real_run.trained_now,
     }
