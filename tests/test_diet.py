@@ -12,12 +12,11 @@ from tqdm import tqdm
 
 from recbole_foster.cli import CLIError
 from recbole_foster.coreset.signals import _per_sample_grads, looped_grads, sequence_losses
-from recbole_foster.diet.addressing import address, n_replaced, plan_update
+from recbole_foster.diet.addressing import address, n_replaced, plan_update, within_budget
 from recbole_foster.diet.influence import (
-    _per_sample_labelled_grads, influence_parameters, labelled_scores, labelled_window_losses,
-    window_scores,
+    _per_sample_labelled_grads, influence_parameters, labelled_scores, labelled_window_losses, window_scores,
 )
-from recbole_foster.diet.memory import Memory, memory_code_rank
+from recbole_foster.diet.memory import Memory, memory_code_rank, trained_positions
 from recbole_foster.diet.pipeline import DietRun
 from recbole_foster.diet.reservoir import reservoir_update
 from recbole_foster.diet.stages import StagePlan, stage_bounds, stage_of, windows_of
@@ -175,6 +174,23 @@ def test_addressing_never_takes_a_window_twice_nor_more_than_there_are():
     assert len(slots) == len(picks) == 0
 
 
+def test_a_position_budget_keeps_the_best_windows_that_fit():
+    order, sizes = torch.tensor([0, 1, 2, 3, 4]), torch.tensor([19, 19, 5, 1, 2])
+    assert within_budget(order, sizes, 3, None).tolist() == [0, 1, 2]
+    # budget 24: 19 fits (2 slots still need >= 1 each); then 5 would leave nothing for the last slot
+    assert within_budget(order, sizes, 3, 24).tolist() == [0, 3, 4]
+    assert within_budget(order, sizes, 3, 25).tolist() == [0, 2, 3]
+    assert within_budget(order, sizes, 2, 3).tolist() == [3, 4]  # only the small ones fit
+    # addressing: what the kept entries hold counts against the budget; unfilled slots stay
+    memory_scores, memory_sizes = torch.tensor([0.5, -1.0, 0.2]), torch.tensor([10, 3, 4])
+    slots, picks = plan_update(memory_scores, torch.tensor([3.0, 2.0, 1.0]), 0.67, "influence",
+                               memory_sizes=memory_sizes, candidate_sizes=torch.tensor([9, 2, 1]), budget=16)
+    assert slots.tolist() == [1, 2] and picks.tolist() == [1, 2]  # 10 kept: 6 left, 9 does not fit
+    slots, picks = plan_update(memory_scores, torch.tensor([3.0]), 0.34, "influence",
+                               memory_sizes=memory_sizes, candidate_sizes=torch.tensor([9]), budget=16)
+    assert len(slots) == len(picks) == 0  # 14 kept, 2 left: nothing fits, nothing is replaced
+
+
 def labelled_memory(ctx, model, windows, stage=1):
     n = len(windows)
     return Memory.labelled(model, windows, torch.arange(n), torch.arange(n) + 100, stage, 5)
@@ -246,10 +262,17 @@ def test_per_sample_gradients_with_stored_labels_match_a_loop(ctx):
         expected, = torch.autograd.grad(loss, param)
         assert torch.allclose(grads[i], expected, atol=1e-6)
     direction = torch.randn(param.numel(), generator=torch.Generator().manual_seed(0))
+    # a window is scored by its summed loss: mean-loss gradient x trained positions
+    positions = trained_positions(memory.windows).float()
+    assert len(set(positions.tolist())) > 1  # windows of different lengths, or the weighting is untested
     scores = labelled_scores(model, memory.windows, targets, direction, names, batch_size=2)
-    assert torch.allclose(scores, grads.flatten(1) @ direction, atol=1e-5)
-    hard_scores, mean = window_scores(model, windows[:6], direction, names, batch_size=4)
-    assert hard_scores.shape == (6,) and mean.shape == direction.shape
+    assert torch.allclose(scores, (grads.flatten(1) @ direction) * positions, atol=1e-5)
+    hard_scores, gradient = window_scores(model, windows[:6], direction, names, batch_size=4)
+    hard_sum = [torch.autograd.grad(sequence_losses(model, windows[i:i + 1])[0] * trained_positions(windows[i:i + 1])[0],
+                                    param)[0].flatten() for i in range(6)]
+    assert torch.allclose(hard_scores, torch.stack(hard_sum) @ direction, atol=1e-5)
+    # the returned gradient is that of the mean loss per position over the windows
+    assert torch.allclose(gradient, torch.stack(hard_sum).sum(0) / trained_positions(windows[:6]).sum(), atol=1e-6)
     # the loop that recurrent models (vmap cannot batch nn.GRU) use gives the same gradients
     looped = looped_grads(model, labelled_window_losses, names, memory.windows, targets)
     assert torch.allclose(looped, grads.flatten(1), atol=1e-6)
@@ -361,8 +384,10 @@ def test_diet_run_reports_every_method_at_every_stage(ctx, stream_root, tiny_ber
             assert 0 <= row["report"]["ndcg@10"] <= 1 and row["update_seconds"] >= 0 and row["peak_mem_mb"] > 0
             assert row["cumulative_seconds"] >= row["update_seconds"]
         assert 0 < stage["methods"]["DIET-4"]["size_share"] < 1
+        memory = stage["memory"]  # no more labelled positions than the budget (or than it held before)
+        held_before = stages[stage["stage"] - 2]["memory"]["labelled_positions"] if stage["stage"] > 1 else 0
+        assert 0 < memory["labelled_positions"] <= max(memory["position_budget"], held_before)
         if stage["stage"] > 1:
-            memory = stage["memory"]
             assert len(memory["replaced_slots"]) == round(0.25 * 4) == len(memory["replacement_scores"])
             lowest = sorted(range(4), key=lambda i: memory["memory_scores"][i])[:1]
             assert memory["replaced_slots"] == lowest

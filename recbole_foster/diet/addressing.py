@@ -6,6 +6,13 @@ influence on the period that follows (:mod:`.influence`). The ``round(diet_updat
 lowest-scoring entries are *stale*; each is replaced by the most influential new window not yet
 in memory, labelled by the current model. Every other entry keeps its window and its labels.
 
+**Equal storage with a random memory.** Influence favours long windows (a window is scored by
+all of its positions), so a memory of M windows is also held to a *position budget*: at most as
+many labelled positions as M windows drawn at random from the windows seen so far hold on
+average (``M x`` their mean, rounded), which is what Reservoir-KD's M windows hold in
+expectation. Replacements are taken in decreasing influence, skipping any window that would
+leave too few positions for the slots still to fill.
+
 Ablations (``diet_addressing``): ``all`` rewrites every entry each stage (the memory is rebuilt
 from the newest stage alone); ``random`` rewrites as many entries as ``influence``, chosen at
 random (the replacements are still the most influential new windows), so the difference to
@@ -22,13 +29,33 @@ def n_replaced(memory_size, fraction, mode):
     return memory_size if mode == "all" else int(round(fraction * memory_size))
 
 
-def plan_update(memory_scores, candidate_scores, fraction, mode, generator=None, excluded=None):
+def within_budget(order, sizes, count, budget):
+    """Up to ``count`` of the candidates ``order`` (best first) whose ``sizes`` sum to at most
+    ``budget``: each is taken if, after it, every slot still to fill could take the smallest
+    candidate. No budget (None): the first ``count``."""
+    if budget is None:
+        return order[:count]
+    smallest = int(sizes[order].min()) if len(order) else 0
+    picks, left = [], int(budget)
+    for c in order.tolist():
+        if len(picks) == count:
+            break
+        if int(sizes[c]) + smallest * (count - len(picks) - 1) <= left:
+            picks.append(c)
+            left -= int(sizes[c])
+    return torch.as_tensor(picks, dtype=torch.long)
+
+
+def plan_update(memory_scores, candidate_scores, fraction, mode, generator=None, excluded=None,
+                memory_sizes=None, candidate_sizes=None, budget=None):
     """``(slots, picks)``: memory entries to rewrite and the candidates that replace them.
 
     Slots are the lowest-scoring entries (``random``: drawn with ``generator``), at most as many
     as there are candidates not ``excluded`` (a bool mask: windows already in memory); picks are
     those candidates in decreasing score, paired with the slots in increasing score. Ties go to
-    the lower index. An empty candidate list rewrites nothing.
+    the lower index. An empty candidate list rewrites nothing. With a position ``budget`` (and
+    the entries' and candidates' sizes), the picks fit in what the kept entries leave of it
+    (:func:`within_budget`); slots that no pick fits stay as they are.
     """
     if mode not in ADDRESSING_MODES:
         raise ValueError(f"diet_addressing must be one of {ADDRESSING_MODES}, got {mode!r}.")
@@ -36,27 +63,33 @@ def plan_update(memory_scores, candidate_scores, fraction, mode, generator=None,
     if excluded is not None:
         candidates = candidates[~excluded]
     count = min(n_replaced(len(memory_scores), fraction, mode), len(candidates))
-    order = torch.argsort(candidate_scores[candidates], descending=True, stable=True)
-    picks = candidates[order[:count]]
     if mode == "random":
         slots = torch.randperm(len(memory_scores), generator=generator)[:count]
         slots = slots[torch.argsort(memory_scores[slots], stable=True)]
     else:
         slots = torch.argsort(memory_scores, stable=True)[:count]
-    return slots, picks
+    order = candidates[torch.argsort(candidate_scores[candidates], descending=True, stable=True)]
+    if budget is not None:
+        kept = int(memory_sizes.sum()) - int(memory_sizes[slots].sum())
+        budget = budget - kept
+    picks = within_budget(order, candidate_sizes, count, budget)
+    return slots[:len(picks)], picks
 
 
-def address(memory, memory_scores, candidate_rows, candidate_scores, label, fraction, mode, generator=None):
+def address(memory, memory_scores, candidate_rows, candidate_scores, label, fraction, mode, generator=None,
+            candidate_sizes=None, budget=None):
     """The updated memory and what changed: ``(memory, record)``.
 
     ``candidate_rows`` identify the new windows (training-split rows; one already in memory is
     never taken twice); ``label(picks)`` returns a :class:`~recbole_foster.diet.memory.Memory` of
     the chosen candidates labelled by the current model. ``record`` says which entries were
-    replaced, their scores and the scores of their replacements (results.json).
+    replaced, their scores and the scores of their replacements (results.json). ``budget``:
+    labelled positions the memory may hold (``candidate_sizes``: each candidate's).
     """
     in_memory = set(memory.rows.tolist())
     excluded = torch.tensor([r in in_memory for r in candidate_rows.tolist()], dtype=torch.bool)
-    slots, picks = plan_update(memory_scores, candidate_scores, fraction, mode, generator, excluded)
+    slots, picks = plan_update(memory_scores, candidate_scores, fraction, mode, generator, excluded,
+                               memory.label_mask.sum(1), candidate_sizes, budget)
     record = {
         "replaced_slots": slots.tolist(),
         "replaced_scores": memory_scores[slots].tolist(),

@@ -30,6 +30,11 @@ def label_mask(windows):
     return (windows[:, 1:] > 0) & (windows[:, :-1] > 0)
 
 
+def trained_positions(windows):
+    """(m,) positions each window trains on: the labelled positions it takes in a memory."""
+    return label_mask(windows).sum(1)
+
+
 def memory_code_rank(size, max_len, text_dim, k, n_stages):
     """The text-code rank of a memory of ``size`` windows whose codes and ``n_stages`` decoders take
     no more bytes than top-k labels of every position of a full memory."""

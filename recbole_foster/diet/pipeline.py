@@ -23,11 +23,11 @@ import time
 import torch
 from tqdm import tqdm
 
-from recbole_foster.diet.addressing import address
+from recbole_foster.diet.addressing import address, within_budget
 from recbole_foster.diet.checks import BASELINE_NAMES
 from recbole_foster.diet.foster_baseline import distil_seen, trajectory_trainer
 from recbole_foster.diet.influence import influence_parameters, labelled_scores, query_gradient, window_scores
-from recbole_foster.diet.memory import Memory, memory_code_rank
+from recbole_foster.diet.memory import Memory, memory_code_rank, trained_positions
 from recbole_foster.diet.plot import draw_stages
 from recbole_foster.diet.reservoir import reservoir_update
 from recbole_foster.diet.stages import StagePlan
@@ -184,8 +184,11 @@ class DietRun:
             def label(picks):
                 return self.labelled(model, st, picks)
 
+            # equal storage with M random windows in expectation (Reservoir-KD's): see addressing
+            budget = int(round(self.size * self.plan.mean_trained_positions(st.index)))
+            sizes = trained_positions(st.cand_windows)
             if st.index == 0:
-                picks = torch.argsort(scores, descending=True, stable=True)[: self.size]
+                picks = within_budget(torch.argsort(scores, descending=True, stable=True), sizes, self.size, budget)
                 memory = label(picks)
                 record = {"initial_rows": st.cand_rows[picks].tolist(), "initial_scores": scores[picks].tolist()}
             else:
@@ -199,8 +202,9 @@ class DietRun:
                 generator = torch.Generator().manual_seed(self.seed * 100 + st.number)
                 memory, record = address(previous, memory_scores, st.cand_rows, scores, label,
                                          float(self.config["diet_update_fraction"]), self.config["diet_addressing"],
-                                         generator)
-        return memory, {**record, "parameters": names}
+                                         generator, sizes, budget)
+        return memory, {**record, "parameters": names, "position_budget": budget,
+                        "labelled_positions": int(memory.label_mask.sum())}
 
     def _update_reservoir(self, st, prev):
         """Reservoir-KD: Algorithm R over the stream; the windows written get the Fine-tune model's

@@ -19,6 +19,7 @@ the end.
 import numpy as np
 import torch
 
+from recbole_foster.diet.memory import trained_positions
 from recbole_foster.errors import DatasetError
 
 
@@ -90,6 +91,13 @@ class StagePlan:
         rows = self.rows(stage)
         users, windows = windows_of(self.train, rows, self.max_len)
         return rows, users, windows
+
+    def mean_trained_positions(self, stage):
+        """Trained positions per window over every window of stages 0..stage: what a window drawn
+        at random from the stream holds on average (the memory's position budget, :mod:`.addressing`)."""
+        counts = [trained_positions(self.windows(s)[2]) for s in range(stage + 1)]
+        counts = torch.cat(counts) if counts else torch.zeros(0)
+        return float(counts.float().mean()) if len(counts) else 0.0
 
     def targets_seen(self, stage):
         """Training targets (interactions predicted from a history) with time before the stage's end."""
