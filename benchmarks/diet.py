@@ -135,7 +135,10 @@ def main(argv=None):
         f.write(markdown(results))
     with open(name + ".json", "w") as f:
         json.dump({"results": path, "stages_plot": results.get("stages_plot"), "rows": stage_rows(results),
-                   "targets": targets(results), "table": results.get("table")}, f, indent=2)
+                   "targets": targets(results), "table": results.get("table"),
+                   "memory": [{"stage": st["stage"], **{k: st["memory"].get(k) for k in (
+                       "position_budget", "labelled_positions", "replaced_slots", "replacement_rows")}}
+                              for st in results["stages"]]}, f, indent=2)
     print(markdown(results))
     print(f"written: {name}.md, {name}.json; plot: {results.get('stages_plot')}")
     return 0

@@ -51,18 +51,25 @@ def label_of(method, storage, n, k):
     return f"{LABELS[method]}-{n}, {STORAGE_LABELS[storage].format(k=k)}"
 
 
-def converged_full_row(path, n):
+def converged_full_row(path, n, options):
     """The row of a ``--method=full`` run that early stopping ended (the headline's Full); the
     sets' teacher may be a capped run, which is never the headline's reference."""
-    with open(path) as f:
-        results = json.load(f)
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--converged_full={path}: cannot read it ({error}).")
     training = results.get("training")
     if results.get("method") != "full" or not training:
         raise SystemExit(f"--converged_full={path}: not the results.json of a `run_foster.py --method=full` run that "
                          "records how it ended; re-run that command (it reuses the trained model) to write it.")
+    for key, default in (("dataset", None), ("model", "TextSASRec"), ("seed", 2020)):
+        wanted = options.get(key, default)
+        if wanted is not None and str(results.get(key)) != str(wanted):
+            raise SystemExit(f"--converged_full={path}: its {key} is {results.get(key)!r}, this table's is {wanted!r}.")
     if training["stopped_by"] != "early stopping":
         raise SystemExit(f"--converged_full={path}: the run hit its epoch cap ({training['epochs_trained']} epochs) "
-                         "before early stopping; re-run it with a larger --epochs (it resumes) before calling it converged.")
+                         "before early stopping; train it with a larger --epochs (a new run, resumable) first.")
     row = row_of("full", {"test": results["test"], "timings": {}, "peak_mem_mb": None}, n)
     row["method"] = (f"Full, converged (early stopping after {training['epochs_trained']} epochs, "
                      f"patience {training['stopping_step']}, best epoch {training['best_epoch']})")
@@ -129,6 +136,7 @@ def main(argv):
         dirs.setdefault("foster", dirs[args.reference_storage])
     else:
         dirs.pop("foster", None)
+    converged = converged_full_row(args.converged_full, args.n_sequences, options) if args.converged_full else None
     seed = int(options.get("seed", 2020)) if args.draw_seed is None else args.draw_seed
     if args.draw_seed is not None:
         options["selection_seed"] = args.draw_seed
@@ -145,7 +153,7 @@ def main(argv):
     full = results[("random", "hard")]["table"]["Full"]
     teacher_row = row_of("full", {"test": full, "timings": {}, "peak_mem_mb": None}, args.n_sequences)
     teacher_row["method"] = f"Full, the sets' teacher (at most {reference['config']['epochs']} epochs)"
-    rows = ([converged_full_row(args.converged_full, args.n_sequences)] if args.converged_full else []) + [teacher_row]
+    rows = ([converged] if args.converged_full else []) + [teacher_row]
     for (method, storage), result in results.items():
         row = row_of(method, result, args.n_sequences)
         row["method"] = label_of(method, storage, args.n_sequences, args.label_topk)

@@ -64,6 +64,12 @@ def run_or_reuse(name, options, work_dir, variants=VARIANTS):
     return results
 
 
+def _build_seconds(results):
+    """Seconds to make the set once the real-data run exists (None if no phase was timed)."""
+    built = [results.get("timings", {})[k] for k in BUILD_PHASES if k in results.get("timings", {})]
+    return round(sum(built), 1) if built else None
+
+
 def pooled(results_list):
     """One result over several user draws: mean and std over every (draw, evaluation seed) run.
 
@@ -80,7 +86,10 @@ def pooled(results_list):
         values = np.array([run["test"][k] for run in merged["runs"]])
         test[k], test[f"{k}_std"] = float(values.mean()), float(values.std(ddof=1))
     merged["test"] = test
-    merged["draws"] = [{k: r["test"][k] for k in ("ndcg@10", "recall@10")} for r in results_list]
+    merged["draws"] = [{**{k: r["test"][k] for k in ("ndcg@10", "recall@10")},
+                        "valid_ndcg@10": r.get("valid", {}).get("ndcg@10"), "build_seconds": _build_seconds(r),
+                        "peak_mem_mb": r.get("peak_mem_mb"), "stored_label_kl": r.get("stored_label_kl")}
+                       for r in results_list]  # each draw's own
     merged["artifact_bytes"] = (float(np.mean([r["artifact_bytes"] for r in results_list]))
                                 if all("artifact_bytes" in r for r in results_list) else None)
     return merged
@@ -123,8 +132,7 @@ def row_of(method, results, n):
         row["method"] += " (paper-compatible: student starts from real-data embeddings, leaks)"
     row["label_storage"] = results.get("label_storage")
     row["artifact_bytes"] = results.get("artifact_bytes")
-    built = [timings[k] for k in BUILD_PHASES if k in timings]  # making the set, once the real-data run exists
-    row["build_seconds"] = round(sum(built), 1) if built else None
+    row["build_seconds"] = _build_seconds(results)  # draw 0's for a pooled row (each draw's in "draws")
     # the set's own peak (building it, training on it), not the Full run or text embedding of the same process
     phases = results.get("peak_mem_mb_per_phase") or {}
     own = [phases[k] for k in BUILD_PHASES + ("eval",) if k in phases]

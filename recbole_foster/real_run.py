@@ -188,7 +188,8 @@ def training_summary(manifest, epoch_cap, stopping_step):
     """How the Full run ended. ``stopped_by`` is "early stopping" when RecBole's criterion was met
     (``stopping_step`` + 1 validations in a row without reaching the best score: converged in
     RecBole's sense) and "epoch cap" when the run ran out of epochs first (a capped Full, which
-    may still have been improving)."""
+    may still have been improving). ``epochs_trained`` is the last validated epoch + 1 (exact with
+    RecBole's default ``eval_step`` 1)."""
     best = manifest["best_epoch"]
     since_best = sum(1 for row in manifest["checkpoints"] if row["epoch"] > best)  # validations, as RecBole counts
     return {"epochs_trained": max(row["epoch"] for row in manifest["checkpoints"]) + 1, "epoch_cap": int(epoch_cap),

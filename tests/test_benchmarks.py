@@ -82,9 +82,10 @@ def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkey
                 "per_seed": [{"seed": s, "test": {**metrics, "ndcg@10": metrics["ndcg@10"] + s * 1e-4}}
                              for s in (3020, 3021)]}
 
-    def full_results(stopped_by):
-        path = tmp_path / f"full-{stopped_by.replace(' ', '-')}.json"
-        path.write_text(json.dumps({"method": "full", "test": {**FAKE_METRICS, "ndcg@10": 0.3}, "training": {
+    def full_results(stopped_by, dataset="ml-100k"):
+        path = tmp_path / f"full-{stopped_by.replace(' ', '-')}-{dataset}.json"
+        path.write_text(json.dumps({"method": "full", "dataset": dataset, "model": "TextSASRec", "seed": 2020,
+                                    "test": {**FAKE_METRICS, "ndcg@10": 0.3}, "training": {
             "epochs_trained": 17, "epoch_cap": 100, "best_epoch": 11, "stopping_step": 5, "stopped_by": stopped_by}}))
         return path
 
@@ -94,6 +95,9 @@ def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkey
             f"--runs=topk:{tmp_path / 'top'}", f"--out={tmp_path}"]
     with pytest.raises(SystemExit, match="epoch cap"):  # a capped Full is never the headline's Full
         label_storage.main(argv + [f"--converged_full={full_results('epoch cap')}"])
+    with pytest.raises(SystemExit, match="dataset is 'ml-1m'"):  # nor another dataset's
+        label_storage.main(argv + [f"--converged_full={full_results('early stopping', 'ml-1m')}"])
+    assert not calls  # both refused before any run
     label_storage.main(argv + [f"--converged_full={full_results('early stopping')}"])
     assert ("random", None, str(tmp_path / "top")) in calls
     assert ("random_kd-sel1", "text_code", str(tmp_path / "old")) in calls  # an existing work dir is reused

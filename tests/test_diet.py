@@ -181,6 +181,8 @@ def test_a_position_budget_keeps_the_best_windows_that_fit():
     assert within_budget(order, sizes, 3, 24).tolist() == [0, 3, 4]
     assert within_budget(order, sizes, 3, 25).tolist() == [0, 2, 3]
     assert within_budget(order, sizes, 2, 3).tolist() == [3, 4]  # only the small ones fit
+    # a full set is found whenever one fits (the reserve is over the candidates still to come)
+    assert within_budget(order, torch.tensor([1, 3, 3, 2, 2]), 3, 5).tolist() == [0, 3, 4]
     # addressing: what the kept entries hold counts against the budget; unfilled slots stay
     memory_scores, memory_sizes = torch.tensor([0.5, -1.0, 0.2]), torch.tensor([10, 3, 4])
     slots, picks = plan_update(memory_scores, torch.tensor([3.0, 2.0, 1.0]), 0.67, "influence",
@@ -189,6 +191,15 @@ def test_a_position_budget_keeps_the_best_windows_that_fit():
     slots, picks = plan_update(memory_scores, torch.tensor([3.0]), 0.34, "influence",
                                memory_sizes=memory_sizes, candidate_sizes=torch.tensor([9]), budget=16)
     assert len(slots) == len(picks) == 0  # 14 kept, 2 left: nothing fits, nothing is replaced
+    # a slot that no pick fills keeps its entry, and its positions count: never over the budget
+    memory_sizes = torch.tensor([10, 1, 4])
+    slots, picks = plan_update(memory_scores, torch.tensor([3.0, 2.0]), 0.67, "influence",
+                               memory_sizes=memory_sizes, candidate_sizes=torch.tensor([3, 10]), budget=16)
+    assert len(slots) == len(picks) == 0  # replacing the 1-position entry by 3 positions would hold 17
+    slots, picks = plan_update(memory_scores, torch.tensor([3.0, 2.0]), 0.67, "influence",
+                               memory_sizes=memory_sizes, candidate_sizes=torch.tensor([2, 10]), budget=16)
+    assert slots.tolist() == [1] and picks.tolist() == [0]  # one of the two slots can be refilled: 10 + 4 + 2
+    assert int(memory_sizes.sum() - memory_sizes[slots].sum()) + 2 <= 16
 
 
 def labelled_memory(ctx, model, windows, stage=1):
@@ -387,6 +398,8 @@ def test_diet_run_reports_every_method_at_every_stage(ctx, stream_root, tiny_ber
         memory = stage["memory"]  # no more labelled positions than the budget (or than it held before)
         held_before = stages[stage["stage"] - 2]["memory"]["labelled_positions"] if stage["stage"] > 1 else 0
         assert 0 < memory["labelled_positions"] <= max(memory["position_budget"], held_before)
+        if stage["stage"] == 1 or memory["replaced_slots"]:  # whatever was written fits the budget
+            assert memory["labelled_positions"] <= memory["position_budget"]
         if stage["stage"] > 1:
             assert len(memory["replaced_slots"]) == round(0.25 * 4) == len(memory["replacement_scores"])
             lowest = sorted(range(4), key=lambda i: memory["memory_scores"][i])[:1]

@@ -19,6 +19,7 @@ random (the replacements are still the most influential new windows), so the dif
 ``influence`` is the choice of *which* entries go.
 """
 
+import numpy as np
 import torch
 
 ADDRESSING_MODES = ("influence", "all", "random")
@@ -31,18 +32,28 @@ def n_replaced(memory_size, fraction, mode):
 
 def within_budget(order, sizes, count, budget):
     """Up to ``count`` of the candidates ``order`` (best first) whose ``sizes`` sum to at most
-    ``budget``: each is taken if, after it, every slot still to fill could take the smallest
-    candidate. No budget (None): the first ``count``."""
+    ``budget``: a candidate is taken if it and the smallest candidates after it can still fill
+    every slot left, so a full set is found whenever one fits. No budget (None): the first ``count``."""
     if budget is None:
         return order[:count]
-    smallest = int(sizes[order].min()) if len(order) else 0
+    ordered = sizes[order].numpy().astype(np.int64)
     picks, left = [], int(budget)
-    for c in order.tolist():
-        if len(picks) == count:
+    for i, c in enumerate(order.tolist()):
+        need = count - len(picks) - 1  # slots still to fill after this one
+        if need < 0:
             break
-        if int(sizes[c]) + smallest * (count - len(picks) - 1) <= left:
+        if ordered[i] > left:
+            continue
+        rest = ordered[i + 1:]  # the candidates that could still fill the other slots
+        if need == 0:
+            reserve = 0
+        elif need >= len(rest):
+            reserve = int(rest.sum())
+        else:
+            reserve = int(np.partition(rest, need - 1)[:need].sum())  # the need smallest
+        if ordered[i] + reserve <= left:
             picks.append(c)
-            left -= int(sizes[c])
+            left -= int(ordered[i])
     return torch.as_tensor(picks, dtype=torch.long)
 
 
@@ -54,8 +65,8 @@ def plan_update(memory_scores, candidate_scores, fraction, mode, generator=None,
     as there are candidates not ``excluded`` (a bool mask: windows already in memory); picks are
     those candidates in decreasing score, paired with the slots in increasing score. Ties go to
     the lower index. An empty candidate list rewrites nothing. With a position ``budget`` (and
-    the entries' and candidates' sizes), the picks fit in what the kept entries leave of it
-    (:func:`within_budget`); slots that no pick fits stay as they are.
+    the entries' and candidates' sizes), only as many of those slots are rewritten as the picks can
+    fill within what the kept entries leave of the budget (:func:`within_budget`).
     """
     if mode not in ADDRESSING_MODES:
         raise ValueError(f"diet_addressing must be one of {ADDRESSING_MODES}, got {mode!r}.")
@@ -69,11 +80,14 @@ def plan_update(memory_scores, candidate_scores, fraction, mode, generator=None,
     else:
         slots = torch.argsort(memory_scores, stable=True)[:count]
     order = candidates[torch.argsort(candidate_scores[candidates], descending=True, stable=True)]
-    if budget is not None:
-        kept = int(memory_sizes.sum()) - int(memory_sizes[slots].sum())
-        budget = budget - kept
-    picks = within_budget(order, candidate_sizes, count, budget)
-    return slots[:len(picks)], picks
+    if budget is None:
+        return slots, order[:count]
+    for n in range(count, -1, -1):  # the most slots whose freed positions the picks fit in
+        kept = int(memory_sizes.sum()) - int(memory_sizes[slots[:n]].sum())
+        picks = within_budget(order, candidate_sizes, n, budget - kept)
+        if len(picks) == n:
+            return slots[:n], picks
+    return slots[:0], order[:0]
 
 
 def address(memory, memory_scores, candidate_rows, candidate_scores, label, fraction, mode, generator=None,
