@@ -51,9 +51,11 @@ def label_of(method, storage, n, k):
     return f"{LABELS[method]}-{n}, {STORAGE_LABELS[storage].format(k=k)}"
 
 
-def converged_full_row(path, n, options):
+def converged_full_row(path, n, dataset):
     """The row of a ``--method=full`` run that early stopping ended (the headline's Full); the
-    sets' teacher may be a capped run, which is never the headline's reference."""
+    sets' teacher may be a capped run, which is never the headline's reference. Its model and seed
+    are checked against the teacher's resolved config once the table's runs exist
+    (:func:`check_same_setting`)."""
     try:
         with open(path) as f:
             results = json.load(f)
@@ -63,10 +65,7 @@ def converged_full_row(path, n, options):
     if results.get("method") != "full" or not training:
         raise SystemExit(f"--converged_full={path}: not the results.json of a `run_foster.py --method=full` run that "
                          "records how it ended; re-run that command (it reuses the trained model) to write it.")
-    for key, default in (("dataset", None), ("model", "TextSASRec"), ("seed", 2020)):
-        wanted = options.get(key, default)
-        if wanted is not None and str(results.get(key)) != str(wanted):
-            raise SystemExit(f"--converged_full={path}: its {key} is {results.get(key)!r}, this table's is {wanted!r}.")
+    check_same_setting(path, results, {"dataset": dataset})
     if training["stopped_by"] != "early stopping":
         raise SystemExit(f"--converged_full={path}: the run hit its epoch cap ({training['epochs_trained']} epochs) "
                          "before early stopping; train it with a larger --epochs (a new run, resumable) first.")
@@ -74,7 +73,14 @@ def converged_full_row(path, n, options):
     row["method"] = (f"Full, converged (early stopping after {training['epochs_trained']} epochs, "
                      f"patience {training['stopping_step']}, best epoch {training['best_epoch']})")
     row["training"] = training
+    row["setting"] = {k: results.get(k) for k in ("dataset", "model", "seed")}
     return row
+
+
+def check_same_setting(path, results, wanted):
+    for key, value in wanted.items():
+        if str(results.get(key)) != str(value):
+            raise SystemExit(f"--converged_full={path}: its {key} is {results.get(key)!r}, this table's is {value!r}.")
 
 
 def plot(rows, full, path, title):
@@ -136,7 +142,7 @@ def main(argv):
         dirs.setdefault("foster", dirs[args.reference_storage])
     else:
         dirs.pop("foster", None)
-    converged = converged_full_row(args.converged_full, args.n_sequences, options) if args.converged_full else None
+    converged = converged_full_row(args.converged_full, args.n_sequences, args.dataset) if args.converged_full else None
     seed = int(options.get("seed", 2020)) if args.draw_seed is None else args.draw_seed
     if args.draw_seed is not None:
         options["selection_seed"] = args.draw_seed
@@ -150,6 +156,9 @@ def main(argv):
     if args.foster_draws:  # the paper's method: its labels are its own soft sequences (label_storage "summary")
         results[("foster", "summary")] = run_draws("foster", options, dirs["foster"], args.foster_draws, seed)
     reference = results[("random_kd", args.reference_storage)]
+    if converged:  # the teacher's model and seed, as its run resolved them
+        check_same_setting(args.converged_full, converged["setting"],
+                           {k: reference["config"][k] for k in ("model", "seed")})
     full = results[("random", "hard")]["table"]["Full"]
     teacher_row = row_of("full", {"test": full, "timings": {}, "peak_mem_mb": None}, args.n_sequences)
     teacher_row["method"] = f"Full, the sets' teacher (at most {reference['config']['epochs']} epochs)"

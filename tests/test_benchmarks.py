@@ -78,7 +78,7 @@ def test_label_storage_runs_every_storage_on_the_same_draws_and_pairs_ior(monkey
         better = 0.01 if options.get("label_storage") == "text_code" else 0.0
         metrics = {**FAKE_METRICS, "ndcg@10": 0.1 + better}
         return {"test": metrics, "table": {"Full": FAKE_METRICS}, "timings": {}, "label_storage": options.get("label_storage"),
-                "family": "self-contained", "artifact_bytes": 100, "config": {"epochs": 15},
+                "family": "self-contained", "artifact_bytes": 100, "config": {"epochs": 15, "model": "TextSASRec", "seed": 2020},
                 "per_seed": [{"seed": s, "test": {**metrics, "ndcg@10": metrics["ndcg@10"] + s * 1e-4}}
                              for s in (3020, 3021)]}
 

@@ -22,6 +22,8 @@ random (the replacements are still the most influential new windows), so the dif
 import numpy as np
 import torch
 
+from recbole_foster.diet.memory import trained_positions
+
 ADDRESSING_MODES = ("influence", "all", "random")
 
 
@@ -103,7 +105,7 @@ def address(memory, memory_scores, candidate_rows, candidate_scores, label, frac
     in_memory = set(memory.rows.tolist())
     excluded = torch.tensor([r in in_memory for r in candidate_rows.tolist()], dtype=torch.bool)
     slots, picks = plan_update(memory_scores, candidate_scores, fraction, mode, generator, excluded,
-                               memory.label_mask.sum(1), candidate_sizes, budget)
+                               trained_positions(memory.windows), candidate_sizes, budget)
     record = {
         "replaced_slots": slots.tolist(),
         "replaced_scores": memory_scores[slots].tolist(),

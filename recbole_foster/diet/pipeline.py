@@ -204,7 +204,7 @@ class DietRun:
                                          float(self.config["diet_update_fraction"]), self.config["diet_addressing"],
                                          generator, sizes, budget)
         return memory, {**record, "parameters": names, "position_budget": budget,
-                        "labelled_positions": int(memory.label_mask.sum())}
+                        "labelled_positions": int(trained_positions(memory.windows).sum())}
 
     def _update_reservoir(self, st, prev):
         """Reservoir-KD: Algorithm R over the stream; the windows written get the Fine-tune model's

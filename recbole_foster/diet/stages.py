@@ -75,7 +75,7 @@ class StagePlan:
         self.train_rows = [order[slice_of[order] == s] for s in range(self.n_stages)]
         self.all_times = ctx.dataset.inter_feat[self.time_field].double().numpy()  # every sample, all periods
         self.halves = user_halves(int(ctx.dataset.user_num), int(config["seed"]))
-        self._loaders = {}
+        self._loaders, self._windows = {}, {}
 
     # ----- what a stage trains on -----
     def rows(self, stage):
@@ -87,10 +87,12 @@ class StagePlan:
         return np.concatenate(self.train_rows[: stage + 1])
 
     def windows(self, stage):
-        """``(rows, users, windows)`` of the stage's training rows (the candidates of the memory)."""
-        rows = self.rows(stage)
-        users, windows = windows_of(self.train, rows, self.max_len)
-        return rows, users, windows
+        """``(rows, users, windows)`` of the stage's training rows (the candidates of the memory);
+        built once per stage (every later stage's position budget reads them again)."""
+        if stage not in self._windows:
+            rows = self.rows(stage)
+            self._windows[stage] = (rows, *windows_of(self.train, rows, self.max_len))
+        return self._windows[stage]
 
     def mean_trained_positions(self, stage):
         """Trained positions per window over every window of stages 0..stage: what a window drawn
