@@ -202,3 +202,15 @@ def test_ablation_reports_validation_to_choose_on_beside_test(monkeypatch, tmp_p
     table = (tmp_path / "ablation-ml-100k.md").read_text()
     assert "| method | family | bytes | valid N@10 | R@10 |" in table
     assert "| init random | - | - | 0.0200 ± 0.0010 | 0.1000 |" in table
+
+
+def test_small_set_step_times_every_label_variant_on_every_case(tmp_path):
+    import small_set_step
+
+    small_set_step.main(["--windows=3,5", "--catalogs=40", "--steps=1", "--repeats=1", "--text_dim=8", f"--out={tmp_path}"])
+    results = json.load(open(tmp_path / "small-set-step.json"))
+    assert [(c["windows"], c["catalog"]) for c in results["cases"]] == [(3, 40), (5, 40)]
+    for case in results["cases"]:
+        assert set(case["s_per_step"]) == set(small_set_step.VARIANTS)
+        assert all(s > 0 for s in case["s_per_step"].values())
+    assert (tmp_path / "small-set-step.png").exists()

@@ -163,6 +163,35 @@ def test_labelled_set_of_a_teacher_is_its_own_prediction(build):
         assert torch.allclose(labels[:, 1], torch.log_softmax(expected, -1), atol=1e-5)
 
 
+def test_labelled_loss_is_the_kl_to_the_labels_of_the_positions_trained_on(build):
+    """The flat label table gives the mean KL(label || model) over the batch's positions that
+    have a target, as read straight from the dense labels, with the same gradient; rows come in
+    any order and padded windows train on their real positions only."""
+    model, dataset = build("TextSASRec")
+    seqs = windows(dataset, m=4, length=6)
+    seqs[1, 3:] = 0
+    seqs[3, 2:] = 0
+    generator = torch.Generator().manual_seed(1)
+    labels = torch.log_softmax(3 * torch.randn(4, 5, dataset.item_num, generator=generator), -1)
+    labels[..., 0] = float("-inf")
+    labelled = TeacherLabelledSequences(seqs, labels)
+    for rows in (torch.tensor([3, 0, 1]), torch.tensor([2, 1, 3, 0])):
+        model.zero_grad()
+        loss = labelled.loss(model, rows)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        model.zero_grad()
+        log_pred = torch.log_softmax(students.scores(model, students.encode(model, seqs[rows, :-1]))[..., 1:], -1)
+        mask = labelled.label_mask[rows]
+        target = labels[rows][..., 1:]
+        expected = (target.exp() * (target - log_pred)).sum(-1)[mask].mean()
+        expected.backward()
+        assert mask.sum() < mask.numel()  # padding is left out
+        assert torch.allclose(loss, expected, atol=1e-5)
+        assert all(torch.allclose(a, p.grad, atol=1e-5) for a, p in
+                   zip(grads, [p for p in model.parameters() if p.grad is not None]))
+
+
 def test_text_bert4rec_mask_token_is_a_trained_row_without_text(build):
     model, dataset = build("TextBERT4Rec")
     embedding = model.item_embedding
