@@ -214,3 +214,54 @@ def test_small_set_step_times_every_label_variant_on_every_case(tmp_path):
         assert set(case["s_per_step"]) == set(small_set_step.VARIANTS)
         assert all(s > 0 for s in case["s_per_step"].values())
     assert (tmp_path / "small-set-step.png").exists()
+
+
+def test_equal_bytes_chooses_each_storage_on_validation_within_the_budget(monkeypatch, tmp_path):
+    import equal_bytes
+
+    calls = []
+    # (storage, n, k) -> (bytes, validation, test): text_code@60:2 is best on test but over budget,
+    # text_code@40:4 is best on validation within it, text_code@20 best on test within it
+    made = {("hard", 20, None): (40, 0.10, 0.10), ("topk", 20, 10): (100, 0.12, 0.12),
+            ("text_code", 20, 10): (98, 0.13, 0.16), ("hard", 120, None): (97, 0.14, 0.14),
+            ("text_code", 40, 4): (99, 0.15, 0.15), ("text_code", 60, 2): (101, 0.20, 0.20)}
+
+    def fake(method, options, work_dir, draws, seed):
+        key = (options.get("label_storage", "hard"), options["n_sequences"], options.get("label_topk"))
+        calls.append((method, key, work_dir))
+        size, valid, test = made[key]
+        # pooled over two draws: the top-level "valid" is draw 0's, the draws' mean is ``valid``
+        return {"test": {**FAKE_METRICS, "ndcg@10": test}, "valid": {"ndcg@10": 1.0 - valid},
+                "draws": [{"valid_ndcg@10": valid - 0.01, "ndcg@10": 1.0}, {"valid_ndcg@10": valid + 0.01, "ndcg@10": 0.0}],
+                "table": {"Full": FAKE_METRICS}, "family": "self-contained", "artifact_bytes": size,
+                "label_storage": key[0], "n_sequences": key[1], "config": {"label_topk": key[2] or 10}}
+
+    monkeypatch.setattr(equal_bytes, "run_draws", fake)
+    equal_bytes.main(["--points=hard@20,topk@20,text_code@20,hard@120,text_code@40:4,text_code@60:2",
+                      f"--runs=text_code@20:{tmp_path / 'old'}", f"--runs=text_code@60:2:{tmp_path / 'old60'}",
+                      f"--work_dir={tmp_path / 'w'}", f"--out={tmp_path}"])
+    assert [c[1] for c in calls] == list(made)
+    assert ("random_kd", ("text_code", 20, 10), str(tmp_path / "old")) in calls
+    assert ("random_kd", ("text_code", 60, 2), str(tmp_path / "old60")) in calls
+    assert calls[0][0] == "random" and calls[4][2] == str(tmp_path / "w" / "text_code-n40-k4")
+    results = json.load(open(tmp_path / "ml-100k.json"))
+    assert results["budget_bytes"] == 100
+    assert results["chosen_on_validation"] == {"hard": "hard@120", "topk": "topk@20:10", "text_code": "text_code@40:4"}
+    assert (tmp_path / "ml-100k.png").stat().st_size > 0
+
+
+def test_equal_bytes_refuses_a_reused_run_that_is_not_its_point(monkeypatch, tmp_path):
+    import equal_bytes
+
+    def teacher_assisted(method, options, work_dir, draws, seed):  # the text_code@20 folder holds another run
+        wrong = options["label_storage"] == "text_code"
+        return {"test": FAKE_METRICS, "valid": FAKE_METRICS, "table": {"Full": FAKE_METRICS}, "artifact_bytes": 1,
+                "family": "teacher-assisted" if wrong else "self-contained", "n_sequences": 20,
+                "label_storage": "teacher" if wrong else "topk", "config": {"label_topk": 10}}
+
+    monkeypatch.setattr(equal_bytes, "run_draws", teacher_assisted)
+    with pytest.raises(SystemExit, match="needs text_code, 20, 10, self-contained"):
+        equal_bytes.main(["--points=topk@20,text_code@20", "--budget_of=topk@20", f"--runs=text_code@20:{tmp_path}",
+                          f"--out={tmp_path}"])
+    with pytest.raises(SystemExit):
+        equal_bytes.main(["--points=topk@20", "--budget_of=topk@20", f"--runs=hard@50:{tmp_path}", f"--out={tmp_path}"])
