@@ -28,7 +28,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from label_storage import label_of, run_draws  # noqa: E402  (beside this script)
-from paper_table import _bytes  # noqa: E402
+from paper_table import _bytes, improvement_over_random  # noqa: E402
 from recbole_foster.cli import CLIError, parse_args  # noqa: E402
 
 
@@ -72,6 +72,12 @@ def choices_on_validation(rows, budget):
     return {storage: row["point"] for storage, row in chosen.items()}
 
 
+def ior_cell(ior):
+    if not ior:
+        return "-"
+    return f"{ior['mean']:+.4f} ± {ior['std']:.4f} (n={ior['n']})" + (" **>2SE**" if ior["beyond_2se"] else "")
+
+
 def plot(rows, budget, full, path, title):
     fig, ax = plt.subplots(figsize=(7, 4))
     for storage in dict.fromkeys(r["storage"] for r in rows):
@@ -97,6 +103,8 @@ def main(argv):
     parser.add_argument("--dataset", default="ml-100k")
     parser.add_argument("--points", default="hard@20,topk@20,text_code@20,hard@100,text_code@40:4")
     parser.add_argument("--budget_of", default="topk@20", help="the point whose bytes are the budget")
+    parser.add_argument("--reference", default=None, help="IOR of every point against this one, paired by "
+                        "(draw, evaluation seed); default --budget_of")
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per set")
     parser.add_argument("--selection_seeds", type=int, default=1, help="user draws (selection_seed = seed + i)")
     parser.add_argument("--label_topk", type=int, default=10)
@@ -108,6 +116,7 @@ def main(argv):
         options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, **parse_args(extra)}
         points = [parse_point(p, args.label_topk) for p in args.points.split(",") if p]
         budget_point = parse_point(args.budget_of, args.label_topk)
+        reference = parse_point(args.reference or args.budget_of, args.label_topk)
         runs = {}
         for spec in args.runs:
             key, _, folder = spec.partition(":") if spec.count(":") == 1 else spec.rpartition(":")
@@ -117,18 +126,19 @@ def main(argv):
     for point in runs:
         if point not in points:
             parser.error(f"--runs: {point_name(*point)} is not one of --points")
-    if budget_point not in points:
-        parser.error(f"--budget_of={args.budget_of} must be one of --points")
+    if budget_point not in points or reference not in points:
+        parser.error("--budget_of and --reference must be among --points")
     base_dir = args.work_dir or os.path.join("outputs", "equal_bytes", args.dataset)
     seed = int(options.get("seed", 2020))
 
-    rows, full = [], None
+    rows, results, full = [], {}, None
     for storage, n, k in points:
         method = "random" if storage == "hard" else "random_kd"
         extra_options = {} if storage == "hard" else {"label_storage": storage, "label_topk": k}
         folder = runs.get((storage, n, k)) or os.path.join(base_dir, f"{storage}-n{n}" + (f"-k{k}" if k else ""))
         result = run_draws(method, {**options, "n_sequences": n, **extra_options}, folder, args.selection_seeds, seed)
         check_point(result, storage, n, k, folder)
+        results[(storage, n, k)] = result
         full = full or result["table"]["Full"]
         rows.append({"point": point_name(storage, n, k), "storage": storage, "n": n, "k": k,
                      "method": label_of(method, storage, n, k), "family": result.get("family"),
@@ -136,23 +146,26 @@ def main(argv):
                      "ndcg@10": result["test"]["ndcg@10"], "ndcg@10_std": result["test"].get("ndcg@10_std"),
                      "recall@10": result["test"]["recall@10"], "work_dir": folder})
     budget = next(r["artifact_bytes"] for r in rows if r["point"] == point_name(*budget_point))
+    for row, point in zip(rows, points):
+        row["ior_vs_reference"] = None if point == reference else improvement_over_random(results[point], results[reference])
     chosen = choices_on_validation(rows, budget)
 
     lines = [f"Budget: {_bytes(budget)} (the bytes of {point_name(*budget_point)}); * = the storage's choice "
              "within budget, by validation NDCG@10", "",
-             "| point | set | family | bytes | within budget | valid N@10 | test R@10 | test N@10 |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"| point | set | family | bytes | within budget | valid N@10 | test R@10 | test N@10 | IOR N@10 vs {point_name(*reference)} |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mark = " *" if chosen.get(r["storage"]) == r["point"] else ""
         lines.append(f"| {r['point']}{mark} | {r['method']} | {r['family'] or '-'} | {_bytes(r['artifact_bytes'])} | "
                      f"{'yes' if r['artifact_bytes'] <= budget else 'no'} | {r['valid_ndcg@10']:.4f} | "
-                     f"{r['recall@10']:.4f} | {r['ndcg@10']:.4f} ± {r['ndcg@10_std'] or 0:.4f} |")
+                     f"{r['recall@10']:.4f} | {r['ndcg@10']:.4f} ± {r['ndcg@10_std'] or 0:.4f} | {ior_cell(r['ior_vs_reference'])} |")
     table = "\n".join(lines)
     command = "python benchmarks/equal_bytes.py " + " ".join(argv)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, args.dataset)
     with open(stem + ".json", "w") as f:
         json.dump({"dataset": args.dataset, "budget_bytes": budget, "budget_of": point_name(*budget_point),
+                   "reference": point_name(*reference),
                    "eval_seeds": args.seeds, "selection_seeds": args.selection_seeds, "full_test": full,
                    "chosen_on_validation": chosen, "overrides": {k: v for k, v in options.items() if k != "dataset"},
                    "command": command, "rows": rows}, f, indent=2)

@@ -234,7 +234,8 @@ def test_equal_bytes_chooses_each_storage_on_validation_within_the_budget(monkey
         return {"test": {**FAKE_METRICS, "ndcg@10": test}, "valid": {"ndcg@10": 1.0 - valid},
                 "draws": [{"valid_ndcg@10": valid - 0.01, "ndcg@10": 1.0}, {"valid_ndcg@10": valid + 0.01, "ndcg@10": 0.0}],
                 "table": {"Full": FAKE_METRICS}, "family": "self-contained", "artifact_bytes": size,
-                "label_storage": key[0], "n_sequences": key[1], "config": {"label_topk": key[2] or 10}}
+                "label_storage": key[0], "n_sequences": key[1], "config": {"label_topk": key[2] or 10},
+                "runs": [{"draw": d, "seed": 1, "test": {"ndcg@10": test + d * 0.01}} for d in (0, 1)]}
 
     monkeypatch.setattr(equal_bytes, "run_draws", fake)
     equal_bytes.main(["--points=hard@20,topk@20,text_code@20,hard@120,text_code@40:4,text_code@60:2",
@@ -247,6 +248,8 @@ def test_equal_bytes_chooses_each_storage_on_validation_within_the_budget(monkey
     results = json.load(open(tmp_path / "ml-100k.json"))
     assert results["budget_bytes"] == 100
     assert results["chosen_on_validation"] == {"hard": "hard@120", "topk": "topk@20:10", "text_code": "text_code@40:4"}
+    iors = {r["point"]: r["ior_vs_reference"] for r in results["rows"]}
+    assert iors["topk@20:10"] is None and abs(iors["hard@120"]["mean"] - 0.02) < 1e-9  # paired with topk@20 by draw
     assert (tmp_path / "ml-100k.png").stat().st_size > 0
 
 
