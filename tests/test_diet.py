@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from recbole_foster.cli import CLIError
 from recbole_foster.coreset.signals import _per_sample_grads, looped_grads, sequence_losses
-from recbole_foster.diet.addressing import address, n_replaced, plan_update, within_budget
+from recbole_foster.diet.addressing import address, n_replaced, plan_update, update_fraction, within_budget
 from recbole_foster.diet.influence import (
     _per_sample_labelled_grads, influence_parameters, labelled_scores, labelled_window_losses, window_scores,
 )
@@ -164,6 +164,13 @@ def test_addressing_replaces_round_fraction_lowest_scoring_entries(size, fractio
     assert sorted(everything.tolist()) == list(range(size))
     drawn, drawn_picks = plan_update(scores, candidates, fraction, "random", torch.Generator().manual_seed(1))
     assert len(drawn) == count and len(set(drawn.tolist())) == count and torch.equal(drawn_picks, picks)
+
+
+def test_stream_update_fraction_is_the_new_stages_share_of_the_rows_seen():
+    assert update_fraction("stream", 25, 100) == 0.25 and update_fraction("stream", 0, 0) == 0.0
+    assert update_fraction(0.5, 25, 100) == 0.5 and update_fraction(1, 25, 100) == 1.0
+    # a reservoir of 20 over 300 rows seen, 100 of them new, holds 20 x 100 / 300 new windows in expectation
+    assert n_replaced(20, update_fraction("stream", 100, 300), "influence") == round(20 / 3)
 
 
 def test_addressing_never_takes_a_window_twice_nor_more_than_there_are():
@@ -346,7 +353,8 @@ BAD = {
     "zero stages": ({"diet_stages": "0"}, r"--diet_stages must be a positive integer"),
     "memory larger than the candidates": (
         {"diet_memory_size": "500"}, r"--diet_memory_size=500 but the first of 4 stages has only \d+ training rows"),
-    "fraction": ({"diet_update_fraction": "1.5"}, r"--diet_update_fraction must be a fraction in \[0, 1\]"),
+    "fraction": ({"diet_update_fraction": "1.5"}, r"--diet_update_fraction must be a fraction in \[0, 1\] or stream"),
+    "fraction word": ({"diet_update_fraction": "often"}, r"--diet_update_fraction must be a fraction in \[0, 1\] or stream"),
     "addressing": ({"diet_addressing": "oldest"}, r"--diet_addressing must be one of influence, all, random"),
     "baselines": ({"diet_baselines": "['full','oracle']"}, r"--diet_baselines must be a list of full, finetune"),
     "bidirectional model": ({"model": "TextBERT4Rec"}, r"--method=diet needs a left-to-right model"),
@@ -423,11 +431,16 @@ def test_diet_run_reports_every_method_at_every_stage(ctx, stream_root, tiny_ber
 @pytest.mark.slow
 def test_diet_memories_can_keep_text_code_labels_within_the_topk_bytes(stream_root, tiny_bert_dir, tmp_path):
     """``diet_label_storage: text_code``: DIET's and Reservoir-KD's memories keep codes over the item
-    texts, never more label bytes than top-k of a full memory, and the final set trains a model."""
+    texts, never more label bytes than top-k of a full memory, and the final set trains a model.
+    Also ``diet_update_fraction: stream``: a stage rewrites its share of the rows seen."""
     options = diet_options(stream_root, tiny_bert_dir, tmp_path, diet_label_storage="text_code",
-                           diet_baselines="['finetune','reservoir_kd']")
+                           diet_baselines="['finetune','reservoir_kd']", diet_update_fraction="stream")
     results = run(as_argv(options))
     budget = 4 * (MAX_LEN - 1) * 5 * (2 + 4)  # top-5 labels at every position of 4 windows
+    for stage in results["stages"][1:]:
+        memory, share = stage["memory"], stage["train_rows"] / stage["rows_seen"]
+        assert memory["update_fraction"] == pytest.approx(share)
+        assert 0 < len(memory["replaced_slots"]) <= round(4 * share)  # fewer only if the position budget binds
     for stage in results["stages"]:
         for label in ("DIET-4", "Reservoir-KD-4"):
             row = stage["methods"][label]

@@ -2,8 +2,10 @@
 
 After the stage's model is trained, every memory entry is scored by the alignment of its gradient
 (with its stored labels) with the new stage's loss gradient, and every new window by its
-influence on the period that follows (:mod:`.influence`). The ``round(diet_update_fraction * M)``
-lowest-scoring entries are *stale*; each is replaced by the most influential new window not yet
+influence on the period that follows (:mod:`.influence`). The ``round(f * M)`` lowest-scoring
+entries are *stale* (``f`` = ``diet_update_fraction``, or with ``stream`` the new stage's share of
+the rows seen so far: as many entries as a reservoir sample of the stream turns over in
+expectation, so DIET and Reservoir-KD differ in *which* windows go and come, not how many); each is replaced by the most influential new window not yet
 in memory, labelled by the current model. Every other entry keeps its window and its labels.
 
 **Equal storage with a random memory.** Influence favours long windows (a window is scored by
@@ -25,6 +27,15 @@ import torch
 from recbole_foster.diet.memory import trained_positions
 
 ADDRESSING_MODES = ("influence", "all", "random")
+
+
+def update_fraction(setting, new_rows, rows_seen):
+    """The share of the memory a stage rewrites: ``setting`` itself, or with ``"stream"`` the
+    stage's share of the rows seen so far (``new_rows / rows_seen``, what Algorithm R replaces in
+    expectation)."""
+    if setting == "stream":
+        return new_rows / rows_seen if rows_seen else 0.0
+    return float(setting)
 
 
 def n_replaced(memory_size, fraction, mode):

@@ -18,8 +18,10 @@ def check_diet_config(config):
     if stages < 2:
         raise CLIError(f"--diet_stages must be at least 2 (a first stage and one update), got {stages}.")
     fraction = config["diet_update_fraction"]
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise CLIError(f"--diet_update_fraction must be a fraction in [0, 1], got {fraction!r}.")
+    if fraction != "stream" and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                 or not 0 <= fraction <= 1):
+        raise CLIError(f"--diet_update_fraction must be a fraction in [0, 1] or stream (the new stage's share of "
+                       f"the rows seen), got {fraction!r}.")
     storage = config["diet_label_storage"]
     if storage not in ("topk", "text_code"):
         raise CLIError(f"--diet_label_storage must be topk or text_code (how the memories keep their labels), "

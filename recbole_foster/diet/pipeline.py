@@ -23,7 +23,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from recbole_foster.diet.addressing import address, within_budget
+from recbole_foster.diet.addressing import address, update_fraction, within_budget
 from recbole_foster.diet.checks import BASELINE_NAMES
 from recbole_foster.diet.foster_baseline import distil_seen, trajectory_trainer
 from recbole_foster.diet.influence import influence_parameters, labelled_scores, query_gradient, window_scores
@@ -200,9 +200,11 @@ class DietRun:
                                                     previous.target_log_probs(self.n_items, self.item_text),
                                                     new_gradient, names)
                 generator = torch.Generator().manual_seed(self.seed * 100 + st.number)
-                memory, record = address(previous, memory_scores, st.cand_rows, scores, label,
-                                         float(self.config["diet_update_fraction"]), self.config["diet_addressing"],
-                                         generator, sizes, budget)
+                fraction = update_fraction(self.config["diet_update_fraction"], len(st.rows),
+                                           st.seen_before + len(st.rows))
+                memory, record = address(previous, memory_scores, st.cand_rows, scores, label, fraction,
+                                         self.config["diet_addressing"], generator, sizes, budget)
+                record["update_fraction"] = fraction
         return memory, {**record, "parameters": names, "position_budget": budget,
                         "labelled_positions": int(trained_positions(memory.windows).sum())}
 
