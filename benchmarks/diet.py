@@ -3,6 +3,7 @@
     python benchmarks/diet.py --dataset=amazon-games --data_path=../shared/data \
         --config_files=benchmarks/configs/amazon-games-temporal-cpu.yaml
     python benchmarks/diet.py --results=outputs/amazon-games/TextSASRec/diet/seed2020/results.json
+    python benchmarks/diet.py --results=RUN/results.json --compare=stream:OTHER_RUN/results.json
 
 Runs ``run_foster.py --method=diet`` (every other ``--key=value`` goes to it) into
 ``--work_dir/<dataset>`` and writes ``<out>/diet-<dataset>.md`` (and ``.json``): per stage and
@@ -14,7 +15,10 @@ model trained on it, the paper's "model iteration"; a model: its training) as a 
 Full-s retrain; then every method's test numbers after the last stage, and
 per stage whether DIET meets the issue's targets (>= 95% of Full-s's NDCG@10, memory <= 2% of the
 interactions seen, <= 10% of Full-s's cumulative cost, above Reservoir-KD). A DIET run resumes per
-stage, so rerunning the same command after an interruption continues it.
+stage, so rerunning the same command after an interruption continues it. ``--compare`` tables
+the memory of other runs over the same stages (an ablation of ``diet_update_fraction`` or
+``diet_addressing``) beside this run's and its Reservoir-KD, and names the run with the best
+selection-half NDCG@10 (the report half is never used to choose).
 """
 
 import argparse
@@ -37,6 +41,15 @@ def _fmt(value, digits=4, percent=False):
     return f"{100 * value:.1f}%" if percent else f"{value:.{digits}f}"
 
 
+def _seed_std(row, metric="ndcg@10"):
+    """A set's std over its evaluation seeds (None for a model or a single seed)."""
+    return row["report_std"][metric] if len(row.get("per_seed", [])) > 1 else None
+
+
+def _mean_std(value, std):
+    return _fmt(value) + ("" if std is None else f" ± {std:.4f}")
+
+
 def stage_rows(results, reference="Full-s"):
     """One dict per (stage, method) with the table's numbers."""
     rows = []
@@ -45,7 +58,8 @@ def stage_rows(results, reference="Full-s"):
         for label, row in stage["methods"].items():
             rows.append({
                 "stage": stage["stage"], "judged_on": stage["judged_on"], "method": label,
-                "ndcg@10": row["report"]["ndcg@10"], "recall@10": row["report"]["recall@10"],
+                "ndcg@10": row["report"]["ndcg@10"], "ndcg@10_std": _seed_std(row),
+                "recall@10": row["report"]["recall@10"],
                 "ndcg_share": _share(row["report"]["ndcg@10"], ref and ref["report"]["ndcg@10"]),
                 "size_share": row.get("size_share"),
                 "cumulative_seconds": row["cumulative_seconds"],
@@ -84,7 +98,7 @@ def markdown(results):
              "| cumulative s | % of Full-s cost | one model s | % of a Full-s retrain |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in stage_rows(results):
-        lines.append(f"| {r['stage']} | {r['judged_on']} | {r['method']} | {_fmt(r['ndcg@10'])} | "
+        lines.append(f"| {r['stage']} | {r['judged_on']} | {r['method']} | {_mean_std(r['ndcg@10'], r['ndcg@10_std'])} | "
                      f"{_fmt(r['recall@10'])} | {_fmt(r['ndcg_share'], percent=True)} | "
                      f"{_fmt(r['size_share'], percent=True)} | {r['cumulative_seconds']:.1f} | "
                      f"{_fmt(r['cost_share'], percent=True)} | {r['model_seconds']:.1f} | "
@@ -105,12 +119,69 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
+def variant_rows(variants):
+    """DIET's memory in several runs over the same stages (an ablation): per stage and run, the
+    memory's NDCG@10 on the selection half (what a choice may look at) and on the report half, and
+    what addressing did. ``variants``: ``{name: results}``; the first run's Reservoir-KD rows are the
+    same-label random reference."""
+    first = next(iter(variants.values()))
+    for name, results in variants.items():
+        if [s["slice"] for s in results["stages"]] != [s["slice"] for s in first["stages"]] or \
+                (results["dataset"], results["seed"]) != (first["dataset"], first["seed"]):
+            raise SystemExit(f"--compare {name}: not the same dataset, seed and stages as the first run")
+    rows = []
+    for index, stage in enumerate(first["stages"]):
+        size = first["diet"]["diet_memory_size"]
+        reservoir = stage["methods"].get(f"Reservoir-KD-{size}")
+        if reservoir is not None:
+            rows.append({"stage": stage["stage"], "variant": f"Reservoir-KD-{size} (reference)",
+                         "selection": reservoir["selection"]["ndcg@10"], "report": reservoir["report"]["ndcg@10"],
+                         "report_std": _seed_std(reservoir), "replaced": None,
+                         "labelled_positions": reservoir["labelled_positions"]})
+        for name, results in variants.items():
+            st = results["stages"][index]
+            row = st["methods"][f"DIET-{results['diet']['diet_memory_size']}"]
+            rows.append({"stage": st["stage"], "variant": name, "selection": row["selection"]["ndcg@10"],
+                         "report": row["report"]["ndcg@10"], "report_std": _seed_std(row),
+                         "replaced": len(st["memory"].get("replaced_slots", [])) if st["stage"] > 1 else None,
+                         "labelled_positions": row["labelled_positions"]})
+    return rows
+
+
+def _variant_name(results):
+    diet = results["diet"]
+    return f"{diet['diet_addressing']}, fraction {diet.get('diet_update_fraction')}"
+
+
+def variant_choice(rows):
+    """The variant with the best mean selection-half NDCG@10 over the stages after the first (where
+    addressing acts); the report half is never looked at."""
+    later = [r for r in rows if r["stage"] > 1 and not r["variant"].endswith("(reference)")]
+    names = list(dict.fromkeys(r["variant"] for r in later))
+    return max(names, key=lambda n: sum(r["selection"] for r in later if r["variant"] == n)) if names else None
+
+
+def variant_markdown(rows):
+    lines = ["", "DIET's memory across runs (same stages; selection half = what a choice may use, report half = "
+             "the reported number, mean ± std over evaluation seeds):", "",
+             "| stage | run | selection NDCG@10 | report NDCG@10 | entries replaced | labelled positions |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['stage']} | {r['variant']} | {_fmt(r['selection'])} | {_mean_std(r['report'], r['report_std'])} "
+                     f"| {'-' if r['replaced'] is None else r['replaced']} | {r['labelled_positions']} |")
+    lines += ["", f"Chosen on the selection half (mean over stages 2+): {variant_choice(rows)}"]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
     parser.add_argument("--dataset", default="ml-1m")
     parser.add_argument("--results", default=None, help="an existing DIET results.json (no run)")
     parser.add_argument("--work_dir", default=os.path.join("outputs", "benchmarks", "diet"))
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"))
+    parser.add_argument("--compare", action="append", default=[], metavar="NAME:RESULTS",
+                        help="another DIET run over the same stages (an ablation), repeatable; its memory's rows "
+                             "are tabled beside this run's")
     args, extra = parser.parse_known_args(argv)
     for item in extra:
         if not item.startswith("--") or "=" not in item:
@@ -129,17 +200,29 @@ def main(argv=None):
         results = json.load(f)
     if results.get("stopped_after_stage"):
         raise SystemExit(f"{path}: the run stopped after stage {results['stopped_after_stage']}; rerun it to finish")
+    variants = {}
+    if args.compare:
+        variants = {f"DIET ({_variant_name(results)})": results}
+        for item in args.compare:
+            label, sep, other = item.partition(":")
+            if not sep or not os.path.isfile(other):
+                parser.error(f"--compare takes NAME:RESULTS_JSON, got {item!r}")
+            with open(other) as f:
+                variants[label] = json.load(f)
+    rows = variant_rows(variants) if variants else []
+    text = markdown(results) + (variant_markdown(rows) if rows else "")
     os.makedirs(args.out, exist_ok=True)
     name = os.path.join(args.out, f"diet-{results['dataset']}")
     with open(name + ".md", "w") as f:
-        f.write(markdown(results))
+        f.write(text)
     with open(name + ".json", "w") as f:
         json.dump({"results": path, "stages_plot": results.get("stages_plot"), "rows": stage_rows(results),
                    "targets": targets(results), "table": results.get("table"),
                    "memory": [{"stage": st["stage"], **{k: st["memory"].get(k) for k in (
                        "position_budget", "labelled_positions", "replaced_slots", "replacement_rows")}}
-                              for st in results["stages"]]}, f, indent=2)
-    print(markdown(results))
+                              for st in results["stages"]],
+                   "variants": rows, "variant_choice": variant_choice(rows) if rows else None}, f, indent=2)
+    print(text)
     print(f"written: {name}.md, {name}.json; plot: {results.get('stages_plot')}")
     return 0
 

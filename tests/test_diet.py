@@ -428,6 +428,30 @@ def test_diet_run_reports_every_method_at_every_stage(ctx, stream_root, tiny_ber
     assert [t["stage"] for t in diet_benchmark.targets(results)] == [1, 2, 3, 4]
 
 
+def _fake_run(selection, report, seed=2020, addressing="influence"):
+    """A DIET results dict with two stages: the memory's and the reservoir's NDCG@10 per stage."""
+    def set_row(sel, rep):
+        return {"selection": {"ndcg@10": sel}, "report": {"ndcg@10": rep}, "report_std": {"ndcg@10": 0.001},
+                "per_seed": [{}, {}, {}], "labelled_positions": 40}
+    stages = [{"stage": i + 1, "slice": {"start": i, "end": i + 1}, "memory": {"replaced_slots": [0] * i},
+               "methods": {"DIET-4": set_row(sel, rep), "Reservoir-KD-4": set_row(0.5, 0.5)}}
+              for i, (sel, rep) in enumerate(zip(selection, report))]
+    return {"dataset": "stream", "seed": seed, "stages": stages,
+            "diet": {"diet_memory_size": 4, "diet_addressing": addressing, "diet_update_fraction": 0.25}}
+
+
+def test_diet_benchmark_compares_memories_and_chooses_on_the_selection_half_only():
+    first = _fake_run(selection=[0.1, 0.2], report=[0.1, 0.9])
+    better_on_selection = _fake_run(selection=[0.1, 0.3], report=[0.1, 0.1], addressing="all")
+    rows = diet_benchmark.variant_rows({"influence": first, "all": better_on_selection})
+    assert [r["variant"] for r in rows if r["stage"] == 2] == ["Reservoir-KD-4 (reference)", "influence", "all"]
+    assert [r["replaced"] for r in rows if r["variant"] == "influence"] == [None, 1]
+    assert diet_benchmark.variant_choice(rows) == "all"  # the report half (0.9 vs 0.1) is not looked at
+    assert "| 2 | influence | 0.2000 | 0.9000 ± 0.0010 | 1 | 40 |" in diet_benchmark.variant_markdown(rows)
+    with pytest.raises(SystemExit, match="not the same dataset, seed and stages"):
+        diet_benchmark.variant_rows({"influence": first, "other seed": _fake_run([0.1, 0.2], [0.1, 0.2], seed=1)})
+
+
 @pytest.mark.slow
 def test_diet_memories_can_keep_text_code_labels_within_the_topk_bytes(stream_root, tiny_bert_dir, tmp_path):
     """``diet_label_storage: text_code``: DIET's and Reservoir-KD's memories keep codes over the item
