@@ -107,7 +107,7 @@ def markdown(results):
         lines += ["", "Test split after the last stage:", "", "| method | NDCG@10 | Recall@10 |", "|---|---|---|"]
         for label, metrics in results["table"].items():
             std = metrics.get("ndcg@10_std")
-            lines.append(f"| {label} | {_fmt(metrics.get('ndcg@10'))}{'' if std is None else f' ± {std:.4f}'} | "
+            lines.append(f"| {label} | {_mean_std(metrics.get('ndcg@10'), std)} | "
                          f"{_fmt(metrics.get('recall@10'))} |")
     marks = {True: "yes", False: "no", None: "-"}
     lines += ["", "Targets (DIET's memory): >= 95% of Full-s NDCG@10, <= 2% of the interactions seen, "
@@ -129,9 +129,8 @@ def variant_rows(variants):
         if [s["slice"] for s in results["stages"]] != [s["slice"] for s in first["stages"]] or \
                 (results["dataset"], results["seed"]) != (first["dataset"], first["seed"]):
             raise SystemExit(f"--compare {name}: not the same dataset, seed and stages as the first run")
-    rows = []
+    rows, size = [], first["diet"]["diet_memory_size"]
     for index, stage in enumerate(first["stages"]):
-        size = first["diet"]["diet_memory_size"]
         reservoir = stage["methods"].get(f"Reservoir-KD-{size}")
         if reservoir is not None:
             rows.append({"stage": stage["stage"], "variant": f"Reservoir-KD-{size} (reference)",

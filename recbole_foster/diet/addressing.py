@@ -4,9 +4,10 @@ After the stage's model is trained, every memory entry is scored by the alignmen
 (with its stored labels) with the new stage's loss gradient, and every new window by its
 influence on the period that follows (:mod:`.influence`). The ``round(f * M)`` lowest-scoring
 entries are *stale* (``f`` = ``diet_update_fraction``, or with ``stream`` the new stage's share of
-the rows seen so far: as many entries as a reservoir sample of the stream turns over in
-expectation, so DIET and Reservoir-KD differ in *which* windows go and come, not how many); each is replaced by the most influential new window not yet
-in memory, labelled by the current model. Every other entry keeps its window and its labels.
+the rows seen so far: a reservoir sample's turnover in expectation, so DIET and Reservoir-KD
+differ in *which* windows go and come, not how many); each is replaced by the most influential
+new window not yet in memory, labelled by the current model. Every other entry keeps its window
+and its labels.
 
 **Equal storage with a random memory.** Influence favours long windows (a window is scored by
 all of its positions), so a memory of M windows is also held to a *position budget*: at most as
