@@ -12,6 +12,13 @@ While it trains, ``resume.pth`` holds everything needed to continue after the la
 epoch (weights, optimizer, early-stopping state, random states), so a killed run (a Full on
 amazon-games is 1-2 hours on one CPU core) continues where it stopped and ends with the same
 weights as an uninterrupted one.
+
+A run that ends at its epoch cap (a *capped* Full, possibly still improving) keeps that state as
+``capped_state.pth``, so a later run whose config differs only by a larger ``epochs`` continues it
+instead of training from epoch 0 (``real_run_extend``): the result is the one an uninterrupted run
+with the larger cap gives. Pools recorded before this kept only weights; ``real_run_extend:
+restart_optimizer`` continues those from their last checkpoint with a fresh optimizer, and the
+manifest says so (``extended_from``).
 """
 
 import fcntl
@@ -19,6 +26,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import time
 
 import numpy as np
@@ -37,15 +45,16 @@ NOT_IN_KEY = {
     "log_wandb", "wandb_project", "state", "verbose", "device", "gpu_id", "use_gpu", "worker",
     "single_spec", "local_rank", "skip_malformed", "eval_batch_size", "checkpoint_dir", "anchor_dir", "text_cache_dir",
     "text_batch_size", "text_encoder", "save_dataset", "save_dataloaders", "dataset_save_path",
-    "dataloaders_save_path", "generate_temperature", "set_standalone", "verbose",
+    "dataloaders_save_path", "generate_temperature", "set_standalone", "verbose", "real_run_extend",
 }
 NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_", "diet_")
 
 
-def pool_key(config, text_encoder_used):
-    """Hash of every config value that can change the real-data run (see ``NOT_IN_KEY``)."""
+def pool_key(config, text_encoder_used, **changes):
+    """Hash of every config value that can change the real-data run (see ``NOT_IN_KEY``);
+    ``changes`` replace config values (the key of a run with another epoch cap)."""
     relevant = {
-        k: v for k, v in config.final_config_dict.items()
+        k: v for k, v in {**config.final_config_dict, **changes}.items()
         if k not in NOT_IN_KEY and not k.startswith(NOT_IN_KEY_PREFIXES)
     }
     relevant["text_encoder_used"] = text_encoder_used
@@ -53,9 +62,10 @@ def pool_key(config, text_encoder_used):
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def pool_dir(config, text_encoder_used):
+def pool_dir(config, text_encoder_used, **changes):
     root = config["anchor_dir"] or os.path.join("saved", "anchors")
-    return os.path.join(root, config["dataset"], f"{config['model']}-seed{config['seed']}-{pool_key(config, text_encoder_used)}")
+    key = pool_key(config, text_encoder_used, **changes)
+    return os.path.join(root, config["dataset"], f"{config['model']}-seed{config['seed']}-{key}")
 
 
 def load_manifest(folder):
@@ -80,6 +90,11 @@ def load_state(folder, file, device="cpu"):
 
 
 RESUME_FILE = "resume.pth"
+CAPPED_STATE_FILE = "capped_state.pth"  # the resume state of a run that ended at its epoch cap
+EXTENSION_FILE = "extended_from.json"  # while an extension trains: which capped run it continues
+# real_run_extend: continue a capped run of the same config with a smaller cap only from its saved
+# state ("exact"), also from a weights-only pool with a fresh optimizer ("restart_optimizer"), or never
+EXTEND_MODES = ("exact", "restart_optimizer", "never")
 
 
 class AnchorRecordingTrainer(CheckpointSafeTrainer):
@@ -107,7 +122,7 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
         self._batches_per_epoch = len(train_data)
         return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
 
-    def _save_resume_state(self, train_data, finished_epoch):
+    def _save_resume_state(self, train_data, finished_epoch, file=RESUME_FILE):
         keys, pos, has_gauss, cached = np.random.get_state()[1:]
         state = {
             "epoch": finished_epoch,
@@ -127,13 +142,20 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
             "python_rng": random.getstate(),
             "loader_rng": train_data.generator.get_state() if hasattr(train_data, "generator") else None,
         }
-        tmp = os.path.join(self.anchor_folder, RESUME_FILE + ".tmp")
+        tmp = os.path.join(self.anchor_folder, file + ".tmp")
         torch.save(state, tmp)
-        os.replace(tmp, os.path.join(self.anchor_folder, RESUME_FILE))
+        os.replace(tmp, os.path.join(self.anchor_folder, file))
+
+    def save_capped_state(self, train_data):
+        """After the last epoch of a run that hit its cap: what a run with a larger cap continues from."""
+        self._save_resume_state(train_data, self._epoch, CAPPED_STATE_FILE)
 
     def resume_if_interrupted(self, train_data):
         """Continue an interrupted run from its ``RESUME_FILE``: the epoch it continues at, or None."""
-        path = os.path.join(self.anchor_folder, RESUME_FILE)
+        return self.resume_from(os.path.join(self.anchor_folder, RESUME_FILE), train_data)
+
+    def resume_from(self, path, train_data):
+        """Continue from a saved resume state at ``path``: the epoch it continues at, or None."""
         if not os.path.isfile(path):
             return None
         # random states must stay CPU tensors; load_state_dict moves weights and optimizer state to the device
@@ -157,6 +179,27 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
         if state["loader_rng"] is not None:
             train_data.generator.set_state(state["loader_rng"])
         return self.start_epoch
+
+    def restart_from_checkpoints(self, folder, manifest):
+        """Continue a weights-only capped run: its last checkpoint's weights, its early-stopping
+        state and trajectory, a fresh optimizer (its moments were not kept). The epoch it continues at."""
+        rows = manifest["checkpoints"]
+        last = max(rows, key=lambda row: row["epoch"])
+        self.model.load_state_dict(load_state(folder, last["file"], self.device))
+        self.start_epoch = last["epoch"] + 1
+        self.cur_step = sum(1 for row in rows if row["epoch"] > manifest["best_epoch"])  # validations since the best
+        self.best_valid_score = next(row["valid_score"] for row in rows if row["epoch"] == manifest["best_epoch"])
+        self.best_valid_result = dict(manifest["valid"])
+        self.anchor_rows = [dict(row) for row in rows]
+        self.seconds_before_resume = manifest["train_seconds"]
+        return self.start_epoch
+
+    def save_best_from(self, folder, file, epoch):
+        """Write RecBole's best-model file from a pool's state dict: the best an extension starts with."""
+        current = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(load_state(folder, file, self.device))
+        self._save_checkpoint(epoch, verbose=False)
+        self.model.load_state_dict(current)
 
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
@@ -237,6 +280,18 @@ class RealRun:
         return load_state(self.folder, row["file"], device)
 
 
+def find_capped_run(config, text_encoder_used):
+    """The complete run of this config with the largest smaller epoch cap that ended at that cap
+    (so a run with this cap would have passed through it): ``(folder, manifest, cap)`` or None."""
+    for cap in range(int(config["epochs"]) - 1, 0, -1):
+        folder = pool_dir(config, text_encoder_used, epochs=cap)
+        manifest = load_manifest(folder)
+        if manifest is not None:
+            ended = training_summary(manifest, cap, config["stopping_step"])["stopped_by"]
+            return (folder, manifest, cap) if ended == "epoch cap" else None
+    return None
+
+
 def find_real_run(ctx):
     """The complete real-data run of this config on disk, or None (nothing is trained)."""
     folder = pool_dir(ctx.config, ctx.text_encoder)
@@ -282,9 +337,16 @@ def _record_real_run(ctx, folder):
     if resumed_at is not None:
         ctx.logger.info(f"Resuming the interrupted real-data run in {folder} at epoch {resumed_at} "
                         f"(delete {RESUME_FILE} there to start it again)")
+    else:
+        _extend_capped_run(ctx, trainer, folder)
     with ctx.timed("train"):
         _, best_valid = trainer.fit(ctx.train_data, ctx.valid_data, saved=True,
                                     show_progress=config["show_progress"])
+    best = best_epoch(trainer.anchor_rows, bigger=config["valid_metric_bigger"] is not False)
+    ended = training_summary({"best_epoch": best, "checkpoints": trainer.anchor_rows}, config["epochs"],
+                             config["stopping_step"])["stopped_by"]
+    if ended == "epoch cap":
+        trainer.save_capped_state(ctx.train_data)  # before evaluate() loads the best weights
     with ctx.timed("eval"):
         test = trainer.evaluate(ctx.test_data, load_best_model=True, show_progress=False)
     torch.save(trainer.model.state_dict(), os.path.join(folder, "teacher.pt"))
@@ -295,21 +357,66 @@ def _record_real_run(ctx, folder):
         "seed": config["seed"],
         "text_encoder": ctx.text_encoder,
         "teacher": "teacher.pt",
-        "best_epoch": best_epoch(trainer.anchor_rows, bigger=config["valid_metric_bigger"] is not False),
+        "best_epoch": best,
         "checkpoints": trainer.anchor_rows,
         "valid": {k: float(v) for k, v in best_valid.items()},
         "test": {k: float(v) for k, v in test.items()},
         "train_seconds": ctx.timings.get("train") + trainer.seconds_before_resume,
         "resumed_at_epoch": resumed_at,
+        "extended_from": _read_json(os.path.join(folder, EXTENSION_FILE)),
     }
     write_manifest(folder, manifest)
     _remove_training_files(folder)
     return manifest
 
 
+def _extend_capped_run(ctx, trainer, folder):
+    """Start this run where a capped run of the same config with a smaller cap ended (see the
+    module docstring), if there is one and ``real_run_extend`` allows it."""
+    mode = ctx.config["real_run_extend"] or "exact"
+    found = None if mode == "never" else find_capped_run(ctx.config, ctx.text_encoder)
+    if found is None:
+        return
+    capped_folder, capped, cap = found
+    state_file = os.path.join(capped_folder, CAPPED_STATE_FILE)
+    if os.path.isfile(state_file):
+        start, optimizer = trainer.resume_from(state_file, ctx.train_data), "restored"
+    elif mode == "restart_optimizer":
+        start, optimizer = trainer.restart_from_checkpoints(capped_folder, capped), "restarted"
+    else:
+        ctx.logger.info(f"The capped real-data run {capped_folder} kept only its weights, so this run trains "
+                        "from epoch 0; --real_run_extend=restart_optimizer continues it with a fresh optimizer.")
+        return
+    for row in capped["checkpoints"]:  # its trajectory is this run's first epochs
+        _link_or_copy(os.path.join(capped_folder, row["file"]), os.path.join(folder, row["file"]))
+    trainer.save_best_from(capped_folder, capped["teacher"], capped["best_epoch"])
+    extension = {"run": os.path.basename(capped_folder), "epoch_cap": cap,
+                 "continued_at_epoch": start, "optimizer": optimizer}
+    with open(os.path.join(folder, EXTENSION_FILE), "w") as f:
+        json.dump(extension, f)
+    ctx.logger.info(f"Continuing the capped real-data run {capped_folder} at epoch {start} "
+                    f"(optimizer state {optimizer}); its checkpoints are this run's first epochs")
+
+
+def _link_or_copy(source, target):
+    if os.path.exists(target):
+        os.remove(target)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _read_json(path):
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def _remove_training_files(folder):
     """What only an unfinished run needs: RecBole's best.pth (teacher.pt holds the same weights as
-    a plain state dict) and the resume state."""
-    for file in ("best.pth", RESUME_FILE):
+    a plain state dict), the resume state and the note of which capped run it continues."""
+    for file in ("best.pth", RESUME_FILE, EXTENSION_FILE):
         if os.path.isfile(os.path.join(folder, file)):
             os.remove(os.path.join(folder, file))

@@ -60,6 +60,7 @@ CHOICES = {
     "td3_items": ("recbole_foster.distill.td3", "TD3_ITEM_MODES"),
     "label_storage": ("recbole_foster.stored_labels", "STORAGES"),
     "diet_addressing": ("recbole_foster.diet.addressing", "ADDRESSING_MODES"),
+    "real_run_extend": ("recbole_foster.real_run", "EXTEND_MODES"),
 }
 LITERAL_CHOICES = {"foster_export_mode": ("top1", "sample")}
 DISTILLATION_METHODS = ("foster", "td3")

@@ -96,6 +96,7 @@ BAD = {  # name: (overrides, pattern the message must match)
     "boolean": ({"skip_malformed": "maybe"}, r"--skip_malformed must be True or False, got 'maybe'"),
     "choice": ({"eval_protocol": "random_split"}, r"--eval_protocol must be one of loo, global_temporal"),
     "label mode": ({"foster_targets": "soft"}, r"--foster_targets must be one of coupled, .*teacher"),
+    "real-run extension": ({"real_run_extend": "always"}, r"--real_run_extend must be one of exact, restart_optimizer, never"),
     "unknown key with suggestion": ({"epoch": "3"}, r"unknown option --epoch: .* Did you mean --epochs\?"),
     "unknown key, case": ({"max_item_list_length": "3"}, r"unknown option .* Did you mean --MAX_ITEM_LIST_LENGTH\?"),
     "unknown key, no match": ({"zzqqx": "1"}, r"unknown option --zzqqx: not a RecBole or recbole_foster config key"),

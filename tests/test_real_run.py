@@ -1,5 +1,6 @@
 """The real-data run: which config changes reuse it (cache key), and which epoch is its best."""
 
+import json
 import os
 
 import numpy as np
@@ -220,3 +221,77 @@ def test_a_killed_real_data_run_resumes_to_the_same_result(toy_data_root, tiny_b
 
 def glob_files(root, name):
     return [os.path.join(d, name) for d, _, files in os.walk(root) if name in files]
+
+
+# ----------------------------------------------------------------------------- extending a capped run
+
+
+def full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs, **overrides):
+    """``--method=full`` on the toy data with a patience no run reaches: every run ends at its cap."""
+    from recbole_foster.run import run
+    from tests.toy_data import as_argv
+
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full", epochs=epochs, stopping_step=50,
+                          output_dir=str(tmp_path / f"out-{epochs}"), **overrides)
+    result = run(as_argv(options))
+    with open(os.path.join(result["anchor_pool"], "manifest.json")) as f:
+        return result, json.load(f)
+
+
+def test_a_capped_run_continued_to_a_larger_cap_equals_an_uninterrupted_run(toy_data_root, tiny_bert_dir, tmp_path):
+    straight, straight_manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path / "straight", epochs=4)
+    assert straight["extended_from"] is None
+
+    capped, _ = full_run(toy_data_root, tiny_bert_dir, tmp_path / "extended", epochs=2)
+    assert capped["training"]["stopped_by"] == "epoch cap"
+    assert os.path.isfile(os.path.join(capped["anchor_pool"], "capped_state.pth"))
+    extended, manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path / "extended", epochs=4)
+
+    assert extended["anchor_pool"] != capped["anchor_pool"]  # its own pool; the capped one is untouched
+    assert os.path.isfile(os.path.join(capped["anchor_pool"], "manifest.json"))
+    assert extended["extended_from"] == {"run": os.path.basename(capped["anchor_pool"]), "epoch_cap": 2,
+                                         "continued_at_epoch": 2, "optimizer": "restored"}
+    assert [r["epoch"] for r in manifest["checkpoints"]] == [0, 1, 2, 3]
+    assert [r["valid_score"] for r in manifest["checkpoints"]] == \
+        [r["valid_score"] for r in straight_manifest["checkpoints"]]
+    assert extended["valid"] == straight["valid"] and extended["test"] == straight["test"]
+    for file in ("teacher.pt", "epoch_3.pt"):
+        mine, theirs = (load_state(run["anchor_pool"], file) for run in (extended, straight))
+        for key, value in theirs.items():
+            assert torch.equal(mine[key], value), (file, key)
+    assert not os.path.exists(os.path.join(extended["anchor_pool"], "extended_from.json"))  # folded into the manifest
+
+
+def test_a_weights_only_capped_run_is_continued_only_when_asked_with_a_fresh_optimizer(toy_data_root, tiny_bert_dir,
+                                                                                        tmp_path):
+    capped, capped_manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs=2)
+    os.remove(os.path.join(capped["anchor_pool"], "capped_state.pth"))  # as pools recorded before it was kept
+
+    continued, manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs=4,
+                                   real_run_extend="restart_optimizer")
+    assert continued["extended_from"]["optimizer"] == "restarted"
+    assert continued["extended_from"]["epoch_cap"] == 2 and continued["extended_from"]["continued_at_epoch"] == 2
+    assert manifest["checkpoints"][:2] == capped_manifest["checkpoints"]  # its first epochs are the capped run's
+    assert [r["epoch"] for r in manifest["checkpoints"]] == [0, 1, 2, 3]
+    assert manifest["train_seconds"] > capped_manifest["train_seconds"]  # the capped run's time is counted
+
+    from_scratch, _ = full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs=3)  # the default: exact or not at all
+    assert from_scratch["extended_from"] is None
+
+    never, _ = full_run(toy_data_root, tiny_bert_dir, tmp_path / "never", epochs=2)
+    os.remove(os.path.join(never["anchor_pool"], "capped_state.pth"))
+    refused, _ = full_run(toy_data_root, tiny_bert_dir, tmp_path / "never", epochs=3, real_run_extend="never")
+    assert refused["extended_from"] is None
+
+
+def test_a_run_that_stopped_early_keeps_no_capped_state(toy_data_root, tiny_bert_dir, tmp_path, monkeypatch):
+    scores = iter([0.3, 0.1, 0.1, 0.1, 0.1, 0.1])
+    monkeypatch.setattr(CheckpointSafeTrainer, "_valid_epoch",
+                        lambda self, data, show_progress=False: (lambda s: (s, {"ndcg@10": s}))(next(scores)))
+    from recbole_foster.run import run
+    from tests.toy_data import as_argv
+
+    result = run(as_argv(toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full", epochs=6,
+                                     stopping_step=1)))
+    assert result["training"]["stopped_by"] == "early stopping"
+    assert not os.path.isfile(os.path.join(result["anchor_pool"], "capped_state.pth"))

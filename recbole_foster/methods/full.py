@@ -12,4 +12,5 @@ def run_full(ctx):
         "training": training_summary(real_run.manifest, ctx.config["epochs"], ctx.config["stopping_step"]),  # converged or capped
         "anchor_pool": real_run.folder,
         "reused_from_disk": not real_run.trained_now,
+        "extended_from": real_run.manifest.get("extended_from"),  # the capped run it continued, if any
     }
