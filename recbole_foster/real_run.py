@@ -204,7 +204,10 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         file = f"epoch_{self._epoch}.pt"
-        torch.save(self.model.state_dict(), os.path.join(self.anchor_folder, file))
+        # a new file, not written in place: an extension's first epochs are hard links to a capped run's
+        tmp = os.path.join(self.anchor_folder, file + ".tmp")
+        torch.save(self.model.state_dict(), tmp)
+        os.replace(tmp, os.path.join(self.anchor_folder, file))
         self.anchor_rows.append({
             "epoch": self._epoch,
             "step": (self._epoch + 1) * self._batches_per_epoch,
@@ -280,15 +283,20 @@ class RealRun:
         return load_state(self.folder, row["file"], device)
 
 
-def find_capped_run(config, text_encoder_used):
+def find_capped_run(config, text_encoder_used, need_state=True):
     """The complete run of this config with the largest smaller epoch cap that ended at that cap
-    (so a run with this cap would have passed through it): ``(folder, manifest, cap)`` or None."""
-    for cap in range(int(config["epochs"]) - 1, 0, -1):
+    (so a run with this cap would have passed through it) and, with ``need_state``, kept the state
+    to continue from: ``(folder, manifest, cap)`` or None. A cap below ``eval_step`` validated on
+    another schedule (RecBole uses ``min(eval_step, epochs)``), so it is not this run's beginning."""
+    for cap in range(int(config["epochs"]) - 1, max(int(config["eval_step"] or 1), 1) - 1, -1):
         folder = pool_dir(config, text_encoder_used, epochs=cap)
         manifest = load_manifest(folder)
-        if manifest is not None:
-            ended = training_summary(manifest, cap, config["stopping_step"])["stopped_by"]
-            return (folder, manifest, cap) if ended == "epoch cap" else None
+        if manifest is None:
+            continue
+        if training_summary(manifest, cap, config["stopping_step"])["stopped_by"] != "epoch cap":
+            return None  # it stopped early: every larger cap gives that same run, smaller caps are not beginnings of this one
+        if not need_state or os.path.isfile(os.path.join(folder, CAPPED_STATE_FILE)):
+            return folder, manifest, cap
     return None
 
 
@@ -338,6 +346,7 @@ def _record_real_run(ctx, folder):
         ctx.logger.info(f"Resuming the interrupted real-data run in {folder} at epoch {resumed_at} "
                         f"(delete {RESUME_FILE} there to start it again)")
     else:
+        _remove_training_files(folder)  # left by an attempt killed before its first resume state
         _extend_capped_run(ctx, trainer, folder)
     with ctx.timed("train"):
         _, best_valid = trainer.fit(ctx.train_data, ctx.valid_data, saved=True,
@@ -374,19 +383,21 @@ def _extend_capped_run(ctx, trainer, folder):
     """Start this run where a capped run of the same config with a smaller cap ended (see the
     module docstring), if there is one and ``real_run_extend`` allows it."""
     mode = ctx.config["real_run_extend"] or "exact"
-    found = None if mode == "never" else find_capped_run(ctx.config, ctx.text_encoder)
+    if mode == "never":
+        return
+    found = find_capped_run(ctx.config, ctx.text_encoder, need_state=False)
+    if found is not None and mode == "exact" and not os.path.isfile(os.path.join(found[0], CAPPED_STATE_FILE)):
+        ctx.logger.info(f"The capped real-data run {found[0]} kept only its weights; "
+                        "--real_run_extend=restart_optimizer continues it with a fresh optimizer.")
+        found = find_capped_run(ctx.config, ctx.text_encoder)  # a smaller capped run that kept its state
     if found is None:
         return
     capped_folder, capped, cap = found
     state_file = os.path.join(capped_folder, CAPPED_STATE_FILE)
     if os.path.isfile(state_file):
         start, optimizer = trainer.resume_from(state_file, ctx.train_data), "restored"
-    elif mode == "restart_optimizer":
-        start, optimizer = trainer.restart_from_checkpoints(capped_folder, capped), "restarted"
     else:
-        ctx.logger.info(f"The capped real-data run {capped_folder} kept only its weights, so this run trains "
-                        "from epoch 0; --real_run_extend=restart_optimizer continues it with a fresh optimizer.")
-        return
+        start, optimizer = trainer.restart_from_checkpoints(capped_folder, capped), "restarted"
     for row in capped["checkpoints"]:  # its trajectory is this run's first epochs
         _link_or_copy(os.path.join(capped_folder, row["file"]), os.path.join(folder, row["file"]))
     trainer.save_best_from(capped_folder, capped["teacher"], capped["best_epoch"])
@@ -417,6 +428,6 @@ def _read_json(path):
 def _remove_training_files(folder):
     """What only an unfinished run needs: RecBole's best.pth (teacher.pt holds the same weights as
     a plain state dict), the resume state and the note of which capped run it continues."""
-    for file in ("best.pth", RESUME_FILE, EXTENSION_FILE):
+    for file in ("best.pth", RESUME_FILE, RESUME_FILE + ".tmp", EXTENSION_FILE):
         if os.path.isfile(os.path.join(folder, file)):
             os.remove(os.path.join(folder, file))

@@ -226,12 +226,12 @@ def glob_files(root, name):
 # ----------------------------------------------------------------------------- extending a capped run
 
 
-def full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs, **overrides):
-    """``--method=full`` on the toy data with a patience no run reaches: every run ends at its cap."""
+def full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs, stopping_step=50, **overrides):
+    """``--method=full`` on the toy data; by default with a patience no run reaches (every run ends at its cap)."""
     from recbole_foster.run import run
     from tests.toy_data import as_argv
 
-    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full", epochs=epochs, stopping_step=50,
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full", epochs=epochs, stopping_step=stopping_step,
                           output_dir=str(tmp_path / f"out-{epochs}"), **overrides)
     result = run(as_argv(options))
     with open(os.path.join(result["anchor_pool"], "manifest.json")) as f:
@@ -279,9 +279,60 @@ def test_a_weights_only_capped_run_is_continued_only_when_asked_with_a_fresh_opt
     assert from_scratch["extended_from"] is None
 
     never, _ = full_run(toy_data_root, tiny_bert_dir, tmp_path / "never", epochs=2)
-    os.remove(os.path.join(never["anchor_pool"], "capped_state.pth"))
+    assert os.path.isfile(os.path.join(never["anchor_pool"], "capped_state.pth"))  # exact would continue it
     refused, _ = full_run(toy_data_root, tiny_bert_dir, tmp_path / "never", epochs=3, real_run_extend="never")
     assert refused["extended_from"] is None
+
+
+def scripted_scores(monkeypatch, scores):
+    """Validation scores by epoch, whichever run (capped, extension, uninterrupted) validates it."""
+    def valid(self, valid_data, show_progress=False):
+        return scores[self._epoch], {"ndcg@10": scores[self._epoch]}
+    monkeypatch.setattr(CheckpointSafeTrainer, "_valid_epoch", valid)
+
+
+@pytest.mark.parametrize("optimizer", ["restored", "restarted"])
+def test_an_extension_that_never_improves_keeps_the_capped_runs_best_as_teacher(optimizer, toy_data_root,
+                                                                                 tiny_bert_dir, tmp_path, monkeypatch):
+    scripted_scores(monkeypatch, [0.3, 0.1, 0.2, 0.2, 0.1, 0.1])  # best at epoch 0, then 5 without reaching it
+    straight, straight_manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path / "straight", epochs=6,
+                                           stopping_step=3)
+    assert straight["training"]["stopped_by"] == "early stopping" and straight_manifest["best_epoch"] == 0
+
+    capped, capped_manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path / "extended", epochs=3,
+                                       stopping_step=3)
+    if optimizer == "restarted":  # a weights-only pool: early-stopping state rebuilt from its manifest
+        os.remove(os.path.join(capped["anchor_pool"], "capped_state.pth"))
+    extended, manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path / "extended", epochs=6, stopping_step=3,
+                                  real_run_extend="restart_optimizer")
+    assert extended["extended_from"]["optimizer"] == optimizer
+    assert extended["training"] == straight["training"]  # stopped at the same epoch: cur_step carried over
+    assert manifest["best_epoch"] == 0 and extended["test"] == straight["test"]
+    for key, value in load_state(straight["anchor_pool"], "teacher.pt").items():
+        assert torch.equal(load_state(extended["anchor_pool"], "teacher.pt")[key], value)
+    assert manifest["train_seconds"] >= capped_manifest["train_seconds"]
+
+
+def test_an_extension_killed_before_its_first_resume_state_leaves_nothing_behind(toy_data_root, tiny_bert_dir,
+                                                                                  tmp_path, monkeypatch):
+    from recbole_foster.real_run import AnchorRecordingTrainer
+
+    capped, capped_manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs=2)
+    capped_weights = {f: load_state(capped["anchor_pool"], f) for f in ("epoch_0.pt", "epoch_1.pt")}
+
+    def killed(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as patch:  # killed in its first epoch: the extension note is written, no resume state
+        patch.setattr(AnchorRecordingTrainer, "fit", killed)
+        with pytest.raises(KeyboardInterrupt):
+            full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs=4)
+    retrained, manifest = full_run(toy_data_root, tiny_bert_dir, tmp_path, epochs=4, real_run_extend="never")
+    assert retrained["extended_from"] is None and manifest["extended_from"] is None  # no stale note
+    for file, weights in capped_weights.items():  # retraining epochs 0-1 did not write through the links
+        ours, theirs = (os.stat(os.path.join(run["anchor_pool"], file)) for run in (retrained, capped))
+        assert not os.path.samestat(ours, theirs)
+        for key, value in weights.items():
+            assert torch.equal(load_state(capped["anchor_pool"], file)[key], value)
 
 
 def test_a_run_that_stopped_early_keeps_no_capped_state(toy_data_root, tiny_bert_dir, tmp_path, monkeypatch):
