@@ -5,17 +5,19 @@ on real data) is trained on the sequences alone, model selection uses the *real*
 split, and the selected model is scored with RecBole's full-ranking evaluation on the real test
 split. Every method (FOSTER, Random, coresets) goes through :func:`evaluate_training_set`, so
 their numbers differ only in the training sequences.
+
+The best state is chosen by the rule RecBole's ``Trainer.fit`` uses for real-data runs
+(``recbole.utils.early_stopping`` on ``valid_metric``, honouring ``valid_metric_bigger``): a check
+that reaches the best score so far (ties included) becomes the best state, and training stops
+after ``distilled_patience`` checks in a row that do not (RecBole's ``stopping_step`` + 1).
 """
 
 import copy
 
 import numpy as np
 import torch
+from recbole.utils import calculate_valid_score, early_stopping
 from tqdm import tqdm
-
-
-def _ndcg(result, metric):
-    return float(result[metric.lower()])
 
 
 def selection_data(ctx):
@@ -68,7 +70,9 @@ def train_and_select(ctx, sequences, seed, desc="eval"):
     generator = torch.Generator().manual_seed(seed)
     batch_size = min(config["distilled_batch_size"], len(sequences))
     metric = config["valid_metric"]
-    best_score, best_state, best_valid, bad_checks = -np.inf, None, None, 0
+    bigger = config["valid_metric_bigger"] is not False  # RecBole's default: bigger is better
+    best_score, best_state, best_valid, bad_checks = (-np.inf if bigger else np.inf), None, None, 0
+    max_step = config["distilled_patience"] - 1  # early_stopping stops after max_step + 1 bad checks
     steps = config["distilled_steps"]
     progress = tqdm(range(1, steps + 1), desc=f"{desc} (seed {seed})", leave=False, mininterval=2)
     for step in progress:
@@ -80,15 +84,13 @@ def train_and_select(ctx, sequences, seed, desc="eval"):
         optimizer.step()
         if step % config["distilled_eval_every"] == 0 or step == steps:
             valid = trainer.evaluate(selection_data(ctx), load_best_model=False, show_progress=False)
-            score = _ndcg(valid, metric)
-            progress.set_postfix(loss=f"{loss.item():.4f}", **{metric: f"{score:.4f}"})
-            if score > best_score:
-                best_score, best_valid, bad_checks = score, valid, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                bad_checks += 1
-                if bad_checks >= config["distilled_patience"]:
-                    break
+            score = float(calculate_valid_score(valid, metric.lower()))
+            progress.set_postfix({"loss": f"{loss.item():.4f}", metric: f"{score:.4f}"})
+            best_score, bad_checks, stop, improved = early_stopping(score, best_score, bad_checks, max_step, bigger)
+            if improved:
+                best_valid, best_state = valid, copy.deepcopy(model.state_dict())
+            if stop:
+                break
     model.load_state_dict(best_state)
     test = trainer.evaluate(ctx.test_data, load_best_model=False, show_progress=False)
     return {k: float(v) for k, v in best_valid.items()}, {k: float(v) for k, v in test.items()}, step

@@ -43,13 +43,13 @@ class ScriptedTrainer:
         if data is VALID:
             self.valid_weights.append(weight)
             score = next(self.scores)
-            return {"ndcg@10": score, "recall@10": 2 * score}
+            return {"ndcg@10": score, "recall@10": 2 * score, "averagepopularity@10": -score}
         assert data is TEST
         self.test_weights.append(weight)
         return {"ndcg@10": weight, "recall@10": 0.0}
 
 
-def fake_ctx(scores, steps, eval_every, patience=5):
+def fake_ctx(scores, steps, eval_every, patience=5, metric="NDCG@10", bigger=True):
     trainers = []
 
     def new_trainer(model):
@@ -57,7 +57,7 @@ def fake_ctx(scores, steps, eval_every, patience=5):
         return trainers[-1]
 
     config = {"distilled_lr": 0.1, "distilled_weight_decay": 0.0, "distilled_batch_size": 4,
-              "valid_metric": "NDCG@10", "distilled_steps": steps, "distilled_eval_every": eval_every,
+              "valid_metric": metric, "valid_metric_bigger": bigger, "distilled_steps": steps, "distilled_eval_every": eval_every,
               "distilled_patience": patience, "distilled_valid_subsample": 0, "distilled_student_init": "fresh"}
     ctx = SimpleNamespace(config=config, new_model=lambda seed: OneWeight(), new_trainer=new_trainer,
                           valid_data=VALID, test_data=TEST)
@@ -70,7 +70,7 @@ def test_the_best_validation_check_is_tested_not_the_last():
     trainer = trainers[0]
     assert len(set(trainer.valid_weights)) == 5  # the weights moved between the checks
     assert trainer.test_weights == [trainer.valid_weights[1]]  # the state of the check at step 4
-    assert valid == {"ndcg@10": 0.4, "recall@10": 0.8}
+    assert valid == {"ndcg@10": 0.4, "recall@10": 0.8, "averagepopularity@10": -0.4}
     assert test["ndcg@10"] == trainer.valid_weights[1] and steps == 10
 
 
@@ -88,6 +88,39 @@ def test_the_last_step_is_checked_when_steps_is_not_a_multiple_of_eval_every():
     trainer = trainers[0]
     assert len(trainer.valid_weights) == 3 and steps == 5  # checks at steps 2, 4 and 5
     assert trainer.test_weights == [trainer.valid_weights[2]]
+
+
+def test_the_configured_valid_metric_picks_the_state():
+    ctx, trainers = fake_ctx([0.1, 0.4, 0.2], steps=6, eval_every=2, metric="Recall@10")
+    valid, _, _ = train_and_select(ctx, PullTowards10(), seed=0)
+    assert valid["recall@10"] == 0.8 and trainers[0].test_weights == [trainers[0].valid_weights[1]]
+
+
+def test_a_metric_where_smaller_is_better_selects_the_smallest_value():
+    """valid_metric_bigger: False (here -score): the check with the smallest value wins."""
+    ctx, trainers = fake_ctx([0.1, 0.4, 0.2, 0.3, 0.35], steps=10, eval_every=2, metric="AveragePopularity@10", bigger=False)
+    valid, test, steps = train_and_select(ctx, PullTowards10(), seed=0)
+    trainer = trainers[0]
+    assert valid["averagepopularity@10"] == -0.4  # the smallest of -0.1, -0.4, -0.2, -0.3, -0.35
+    assert trainer.test_weights == [trainer.valid_weights[1]] and steps == 10
+
+
+def test_patience_counts_checks_that_do_not_reach_the_best_when_smaller_is_better():
+    # values -0.1, -0.5, -0.4, -0.3: two checks above the best -0.5, then stop (patience 2)
+    ctx, trainers = fake_ctx([0.1, 0.5, 0.4, 0.3, 0.9], steps=20, eval_every=2, patience=2, metric="AveragePopularity@10",
+                             bigger=False)
+    valid, _, steps = train_and_select(ctx, PullTowards10(), seed=0)
+    assert steps == 8 and valid["averagepopularity@10"] == -0.5
+    assert trainers[0].test_weights == [trainers[0].valid_weights[1]]
+
+
+def test_a_tie_keeps_the_later_state_and_restarts_patience_as_recbole_does():
+    """RecBole's early_stopping (the rule of the real-data run): a check equal to the best is a new best."""
+    ctx, trainers = fake_ctx([0.1, 0.5, 0.4, 0.5, 0.3, 0.2, 0.1], steps=20, eval_every=2, patience=2)
+    valid, _, steps = train_and_select(ctx, PullTowards10(), seed=0)
+    trainer = trainers[0]
+    assert steps == 12  # the tie at step 8 restarted the count: two checks more, then stop
+    assert trainer.test_weights == [trainer.valid_weights[3]] and valid["ndcg@10"] == 0.5
 
 
 def test_evaluation_reports_mean_and_sample_std_over_the_evaluation_seeds(monkeypatch):

@@ -1,4 +1,4 @@
-"""FosterDistillTrainer's outer loop: where each step starts from, and what it moves.
+"""The distillation loop with FOSTER's BOME solver: where each step starts from, and what it moves.
 
 Built without a dataset: a fake catalog (random text embeddings), a few hand-made real training
 samples, and a fake real-data run whose anchors are state dicts of other models.
@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from recbole_foster import FosterConfig
-from recbole_foster.distill import trainer as trainer_module
+from recbole_foster.distill import bome as bome_module
+from recbole_foster.distill.bome import BomeSolver
+from recbole_foster.distill.loop import DistillationLoop
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
-from recbole_foster.distill.trainer import FosterDistillTrainer
 from recbole_foster.label_modes import MODES
 from recbole_foster.model.text_sasrec import TextSASRec
 
@@ -77,12 +78,8 @@ def make_trainer(tmp_path, anchor_rows=ANCHOR_ROWS, **overrides):
     teacher = new_model(config, 1)
     anchors = {row["epoch"]: new_model(config, 100 + row["epoch"]).state_dict() for row in anchor_rows}
     summary = SyntheticSummary(item_factor_from_text(Catalog().item_text_embeddings), 4, LENGTH, 3, 3)
-    trainer = FosterDistillTrainer(config, model, teacher, summary, real_samples(model), FakeRealRun(anchors),
-                                   anchor_rows, MODES["coupled"])
-    trainer.model.eval()
-    trainer.inner_model.eval()
-    trainer.current_anchor = None
-    return trainer
+    return DistillationLoop(config, model, teacher, summary, real_samples(model), FakeRealRun(anchors),
+                            anchor_rows, MODES["coupled"], BomeSolver)
 
 
 def state_of(model):
@@ -97,14 +94,14 @@ def test_anchor_reset_loads_the_weights_of_the_anchor_it_names(tmp_path):
     trainer = make_trainer(tmp_path)
     anchors = trainer.real_run.states
     trainer.outer_step()  # the optimizer now has state to clear
-    assert len(trainer.optimizer.state) > 0
+    assert len(trainer.solver.optimizer.state) > 0
     trainer.real_run.loaded.clear()
     epochs = []
     for _ in range(12):
         trainer.reset_model("anchor")
         epochs.append(trainer.current_anchor)
         assert same_state(state_of(trainer.model), anchors[epochs[-1]])
-        assert len(trainer.optimizer.state) == 0  # Adam moments of another point are dropped
+        assert len(trainer.solver.optimizer.state) == 0  # Adam moments of another point are dropped
     assert trainer.real_run.loaded == epochs  # the anchor it names is the one it loaded
     assert set(epochs) == {3, 7}  # a random anchor of the pool, not always the same one
 
@@ -117,9 +114,10 @@ def test_step_0_starts_from_foster_start_whatever_foster_reset_is(tmp_path, monk
     built = state_of(trainer.model)
     anchor = trainer.real_run.states[3]
     starts = []
-    inner_solve = trainer.inner_solve
-    monkeypatch.setattr(trainer, "inner_solve", lambda: starts.append(state_of(trainer.model)) or inner_solve())
-    trainer.fit(show_progress=False)
+    inner_solve = trainer.solver.inner_solve
+    monkeypatch.setattr(trainer.solver, "inner_solve",
+                        lambda loop: starts.append(state_of(loop.model)) or inner_solve(loop))
+    trainer.run(show_progress=False)
     assert len(starts) == 1 and trainer.step == 1
     if start == "anchor":
         assert same_state(starts[0], anchor)
@@ -152,17 +150,17 @@ def test_one_outer_step_moves_model_and_synthetic_factors_along_the_bome_directi
     trainer = make_trainer(tmp_path, foster_reset="none", foster_eta=10.0)  # eta large: lambda > 0
     trainer.outer_step()  # step 0: the start reset
     lr = 0.05
-    trainer.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=lr)
+    trainer.solver.optimizer = torch.optim.SGD(trainer.model.parameters(), lr=lr)
     trainer.synthetic_optimizer = torch.optim.SGD(trainer.summary.trainable_parameters(), lr=lr)
     calls = []
-    real_direction = trainer_module.bome_direction
+    real_direction = bome_module.bome_direction
 
     def spy(grad_f, grad_q, params, eta):
         out = real_direction(grad_f, grad_q, params, eta=eta)
         calls.append({"params": params, "grad_f": grad_f, "grad_q": grad_q, "direction": out[0], "lam": out[1]})
         return out
 
-    monkeypatch.setattr(trainer_module, "bome_direction", spy)
+    monkeypatch.setattr(bome_module, "bome_direction", spy)
     theta = [p for p in trainer.model.parameters() if p.requires_grad]
     phi = trainer.summary.trainable_parameters()
     before = [p.detach().clone() for p in theta + phi]

@@ -1,4 +1,4 @@
-"""TD3 (RaT-BPTT): the unrolled outer gradient is right, and the trainer runs end to end."""
+"""TD3 (RaT-BPTT): the unrolled outer gradient is right, and its solver runs in the shared loop."""
 
 import pytest
 import torch
@@ -6,7 +6,9 @@ import torch
 from recbole_foster.training_sets import HardSequences
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.label_modes import MODES
-from recbole_foster.distill.td3 import TD3DistillTrainer, unrolled_outer_loss
+from recbole_foster.distill.bome import BomeSolver
+from recbole_foster.distill.loop import DistillationLoop
+from recbole_foster.distill.td3 import TD3Solver, unrolled_outer_loss
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.run import prepare, run
 from tests.test_distill import FakeCatalog, LargestNewTensor
@@ -63,12 +65,11 @@ def make_td3(ctx, n_items, items_mode):
     torch.manual_seed(0)
     model, teacher = TextSASRec(config, catalog), TextSASRec(config, catalog)
     summary = SyntheticSummary(item_factor_from_text(catalog.item_text_embeddings), 4, config["foster_seq_len"], 4, 4)
-    return TD3DistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, None, [], MODES["coupled"])
+    return DistillationLoop(config, model, teacher, summary, ctx.train_data.dataset, None, [], MODES["coupled"],
+                            TD3Solver)
 
 
 def largest_tensor_of_a_step(trainer):
-    trainer.model.eval()
-    trainer.current_anchor = None
     trainer.outer_step()
     largest = LargestNewTensor()
     with largest:
@@ -85,8 +86,6 @@ def test_sampled_td3_step_is_catalog_independent_and_all_items_is_not(ctx):
 
 def test_td3_step_moves_the_synthetic_data_and_carries_the_learner(ctx):
     trainer = make_td3(ctx, 300, "sampled")
-    trainer.model.eval()
-    trainer.current_anchor = None
     trainer.outer_step()
     summary_before = [p.detach().clone() for p in trainer.summary.parameters()]
     model_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -96,9 +95,34 @@ def test_td3_step_moves_the_synthetic_data_and_carries_the_learner(ctx):
     assert {"f", "bce", "fm", "entropy"} <= set(record) and "lambda" not in record
     ctx.config["td3_items"] = "bogus"
     with pytest.raises(ValueError, match="td3_items"):
-        TD3DistillTrainer(ctx.config, trainer.model, trainer.teacher, trainer.summary,
-                          ctx.train_data.dataset, None, [], MODES["coupled"])
+        DistillationLoop(ctx.config, trainer.model, trainer.teacher, trainer.summary,
+                         ctx.train_data.dataset, None, [], MODES["coupled"], TD3Solver)
     ctx.config["td3_items"] = "sampled"
+
+
+def test_td3_resumes_to_the_same_result_as_an_uninterrupted_run(ctx, tmp_path):
+    straight = make_td3(ctx, 300, "sampled")
+    straight.run(show_progress=False)
+    first = make_td3(ctx, 300, "sampled")
+    first.run(show_progress=False, stop_after=3)
+    path = str(tmp_path / "td3.pt")
+    first.save_checkpoint(path)
+    torch.manual_seed(123)  # a new process would start from another RNG state
+    resumed = make_td3(ctx, 300, "sampled")
+    resumed.load_checkpoint(path)
+    resumed.run(show_progress=False)
+    assert resumed.step == straight.step == ctx.config["foster_outer_steps"]
+    assert [r["f"] for r in resumed.history] == [r["f"] for r in straight.history]
+    for a, b in zip(straight.summary.parameters(), resumed.summary.parameters()):
+        assert torch.equal(a, b)
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])
+
+
+def test_the_two_solvers_share_the_loop_and_neither_extends_the_other():
+    assert not issubclass(TD3Solver, BomeSolver) and not issubclass(BomeSolver, TD3Solver)
+    assert all(callable(getattr(solver, name)) for solver in (BomeSolver, TD3Solver)
+               for name in ("outer_step", "reset", "state_dict", "load_state_dict"))
 
 
 @pytest.mark.slow

@@ -9,9 +9,21 @@ phi along ``grad f + lambda * grad q`` with the dynamic barrier
 
 the inner products taken over the concatenated gradient of all parameters. Only first-order
 gradients are used; nothing is unrolled.
+
+:class:`BomeSolver` is FOSTER's outer step with it, a solver of
+:class:`recbole_foster.distill.loop.DistillationLoop`.
 """
 
+import copy
+
 import torch
+
+from recbole_foster.distill.synthetic import mean_entropy
+from recbole_foster.training_sets import soft_sequence_loss
+
+# RecBole's ``learner`` names (``Trainer._build_optimizer``); anything else falls back to Adam, as there
+_OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+               "adagrad": torch.optim.Adagrad, "rmsprop": torch.optim.RMSprop}
 
 
 def _flat(grads, params):
@@ -68,3 +80,86 @@ def negative_gap_share(history):
     """
     gaps = [record["q"] for record in history if "q" in record]
     return sum(q < 0 for q in gaps) / len(gaps) if gaps else None
+
+
+def model_optimizer(config, params, lr):
+    """The configured ``learner`` (as RecBole builds it) over ``params``, without weight decay."""
+    learner = str(config["learner"]).lower()
+    if learner == "sparse_adam":
+        return torch.optim.SparseAdam(params, lr=lr)
+    return _OPTIMIZERS.get(learner, torch.optim.Adam)(params, lr=lr, weight_decay=0.0)
+
+
+class BomeSolver:
+    """FOSTER's outer step (paper Alg. 2, Sec. 3.2).
+
+    1. T inner Adam steps on a copy of the model over the synthetic data (a fresh item subset
+       each step) give theta_T;
+    2. the value gap q = L_in(theta) - L_in(theta_T) and the real-data loss f on a fresh subset;
+    3. the model (``learner`` at ``foster_model_lr``) and the synthetic factors both move along
+       grad f + lambda * grad q. Every backward pass is first order.
+    """
+
+    label = "FOSTER"
+
+    def __init__(self, config, model):
+        self.inner_model = copy.deepcopy(model)
+        self.inner_steps = config["foster_inner_steps"]
+        self.inner_lr = config["foster_inner_lr"]
+        self.eta = config["foster_eta"]
+        self.dh_weight = config["foster_dh_weight"]
+        self.optimizer = model_optimizer(config, model.parameters(), config["foster_model_lr"])
+
+    def reset(self):
+        self.optimizer.state.clear()  # Adam moments of another point are dropped
+
+    def state_dict(self):
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state):
+        self.optimizer.load_state_dict(state["optimizer"])
+
+    def inner_solve(self, loop):
+        """theta_T: T Adam steps on the synthetic data from the current theta (on a copy)."""
+        self.inner_model.load_state_dict(loop.model.state_dict())
+        params = [p for p in self.inner_model.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = torch.optim.Adam(params, lr=self.inner_lr)
+        for _ in range(self.inner_steps):
+            items = loop.sample_subset()
+            with torch.no_grad():
+                log_probs, targets = loop.soft_batch(items)
+            loss = soft_sequence_loss(self.inner_model, log_probs, items, targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        for p in params:
+            p.requires_grad_(False)
+
+    def outer_step(self, loop):
+        self.inner_solve(loop)
+
+        theta = [p for p in loop.model.parameters() if p.requires_grad]
+        phi = loop.summary.trainable_parameters()
+        items = loop.sample_subset()
+        log_probs, targets = loop.soft_batch(items)
+        inner_at_theta = soft_sequence_loss(loop.model, log_probs, items, targets)
+        q, gq_theta, gq_phi = value_gap_gradients(
+            inner_at_theta, theta, phi, lambda: soft_sequence_loss(self.inner_model, log_probs, items, targets)
+        )
+        f, parts = loop.outer_loss(items, loop.model, self.dh_weight)
+        grad_f = torch.autograd.grad(f, theta + phi, allow_unused=True)
+        direction, lam, _ = bome_direction(list(grad_f), gq_theta + gq_phi, theta + phi, eta=self.eta)
+        for p, d in zip(theta + phi, direction):
+            p.grad = d
+        self.optimizer.step()
+        loop.synthetic_optimizer.step()
+        self.optimizer.zero_grad()
+        loop.synthetic_optimizer.zero_grad()
+
+        record = {"f": f.item(), **parts, "q": q, "lambda": lam,
+                  "entropy": mean_entropy(log_probs.detach().exp()).item(), "anchor": loop.current_anchor}
+        if targets is not None:
+            record["target_entropy"] = mean_entropy(targets.detach().exp()).item()
+        return record

@@ -6,8 +6,9 @@ back-propagates the real-data loss f through that window to the synthetic factor
 second-order gradient through an unrolled window, computed with PyTorch's own autograd and
 ``torch.func.functional_call``; it is what FOSTER's first-order BOME update replaces.
 
-Everything else is shared with :class:`FosterDistillTrainer` so that the two differ only in the
-bilevel solver: the same synthetic summary, the same f (BCE + feature matching; DH only when
+:class:`TD3Solver` is a solver of :class:`recbole_foster.distill.loop.DistillationLoop`, which it
+shares with FOSTER's :class:`~recbole_foster.distill.bome.BomeSolver` so that the two differ only in
+the bilevel solver: the same synthetic summary, the same f (BCE + feature matching; DH only when
 ``td3_dh_weight`` > 0, as TD3 has none), the same reset schedule (the learner carries on from the
 end of its window and is reset every R steps), and items either a fresh subset per step
 (``td3_items: sampled``) or the whole catalog (``td3_items: all``, TD3 as published).
@@ -18,7 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from recbole_foster.distill.synthetic import mean_entropy
-from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.distill.trainer import LegacyLoop
 from recbole_foster.training_sets import soft_sequence_loss
 
 TD3_ITEM_MODES = ("sampled", "all")
@@ -63,11 +64,16 @@ def unrolled_outer_loss(model, params, window, lr, outer_fn):
     return functional_call(wrapper, params, (outer_fn,)), params
 
 
-class TD3DistillTrainer(FosterDistillTrainer):
+class TD3Solver:
+    """TD3's outer step: skip, then back-propagate f through an unrolled SGD window.
+
+    The learner is the loop's model: it carries on from the end of its window (and the loop
+    resets it every R steps); only the synthetic factors take an optimizer step.
+    """
+
     label = "TD3"
 
-    def __init__(self, config, model, teacher, summary, real_dataset, real_run, anchor_rows, label_mode):
-        super().__init__(config, model, teacher, summary, real_dataset, real_run, anchor_rows, label_mode)
+    def __init__(self, config, model):
         if config["td3_items"] not in TD3_ITEM_MODES:
             raise ValueError(f"td3_items must be one of {TD3_ITEM_MODES}, got {config['td3_items']!r}.")
         self.all_items = config["td3_items"] == "all"
@@ -79,44 +85,56 @@ class TD3DistillTrainer(FosterDistillTrainer):
         if self.window < 1:
             raise ValueError(f"td3_window must be at least 1, got {self.window}.")
 
-    def sample_subset(self):
-        if self.all_items:
-            return torch.arange(1, self.n_items, device=self.device)
-        return super().sample_subset()
+    def reset(self):
+        pass  # plain SGD: no optimizer state of the learner
 
-    def outer_step(self):
-        self.maybe_reset()
-        wrapper = _Apply(self.model)
-        params = {f"model.{k}": p.detach() for k, p in self.model.named_parameters()}
-        for _ in range(int(torch.randint(self.max_skip + 1, (1,), generator=self.generator))):
-            items = self.sample_subset()
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+    def sample_subset(self, loop):
+        if self.all_items:
+            return torch.arange(1, loop.n_items, device=loop.device)
+        return loop.sample_subset()
+
+    def outer_step(self, loop):
+        wrapper = _Apply(loop.model)
+        params = {f"model.{k}": p.detach() for k, p in loop.model.named_parameters()}
+        for _ in range(int(torch.randint(self.max_skip + 1, (1,), generator=loop.generator))):
+            items = self.sample_subset(loop)
             with torch.no_grad():
-                batch = self.soft_batch(items)
+                batch = loop.soft_batch(items)
             params = sgd_step(wrapper, params, batch, items, self.inner_lr, create_graph=False)
 
         window = []
         for _ in range(self.window):
-            items = self.sample_subset()
-            window.append((self.soft_batch(items), items))
+            items = self.sample_subset(loop)
+            window.append((loop.soft_batch(items), items))
         parts = {}
 
         def outer_fn(model):
-            total, found = self.outer_loss(window[-1][1], model=model)
+            total, found = loop.outer_loss(window[-1][1], model, self.dh_weight)
             parts.update(found)
             return total
 
-        f, params = unrolled_outer_loss(self.model, params, window, self.inner_lr, outer_fn)
-        synthetic = self.summary.trainable_parameters()
+        f, params = unrolled_outer_loss(loop.model, params, window, self.inner_lr, outer_fn)
+        synthetic = loop.summary.trainable_parameters()
         grads = torch.autograd.grad(f, synthetic, allow_unused=True)
         for p, g in zip(synthetic, grads):
             p.grad = torch.zeros_like(p) if g is None else g
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(synthetic, self.grad_clip)
-        self.synthetic_optimizer.step()
-        self.synthetic_optimizer.zero_grad()
-        self.model.load_state_dict({k[len("model."):]: v.detach() for k, v in params.items()}, strict=False)
+        loop.synthetic_optimizer.step()
+        loop.synthetic_optimizer.zero_grad()
+        loop.model.load_state_dict({k[len("model."):]: v.detach() for k, v in params.items()}, strict=False)
 
-        record = {"step": self.step, "f": f.item(), **parts,
-                  "entropy": mean_entropy(window[-1][0][0].detach().exp()).item(), "anchor": self.current_anchor}
-        self.step += 1
-        return record
+        return {"f": f.item(), **parts,
+                "entropy": mean_entropy(window[-1][0][0].detach().exp()).item(), "anchor": loop.current_anchor}
+
+
+class TD3DistillTrainer(LegacyLoop):
+    """Transitional name of ``DistillationLoop(..., TD3Solver)`` (see :mod:`recbole_foster.distill.trainer`)."""
+
+    solver_class = TD3Solver
