@@ -57,7 +57,8 @@ def fake_ctx(scores, steps, eval_every, patience=5, metric="NDCG@10", bigger=Tru
         return trainers[-1]
 
     config = {"distilled_lr": 0.1, "distilled_weight_decay": 0.0, "distilled_batch_size": 4,
-              "valid_metric": metric, "valid_metric_bigger": bigger, "distilled_steps": steps, "distilled_eval_every": eval_every,
+              "valid_metric": metric, "valid_metric_bigger": bigger, "distilled_steps": steps,
+              "distilled_eval_every": eval_every,
               "distilled_patience": patience, "distilled_valid_subsample": 0, "distilled_student_init": "fresh"}
     ctx = SimpleNamespace(config=config, new_model=lambda seed: OneWeight(), new_trainer=new_trainer,
                           valid_data=VALID, test_data=TEST)
@@ -98,7 +99,8 @@ def test_the_configured_valid_metric_picks_the_state():
 
 def test_a_metric_where_smaller_is_better_selects_the_smallest_value():
     """valid_metric_bigger: False (here -score): the check with the smallest value wins."""
-    ctx, trainers = fake_ctx([0.1, 0.4, 0.2, 0.3, 0.35], steps=10, eval_every=2, metric="AveragePopularity@10", bigger=False)
+    ctx, trainers = fake_ctx([0.1, 0.4, 0.2, 0.3, 0.35], steps=10, eval_every=2, metric="AveragePopularity@10",
+                             bigger=False)
     valid, test, steps = train_and_select(ctx, PullTowards10(), seed=0)
     trainer = trainers[0]
     assert valid["averagepopularity@10"] == -0.4  # the smallest of -0.1, -0.4, -0.2, -0.3, -0.35
@@ -107,8 +109,8 @@ def test_a_metric_where_smaller_is_better_selects_the_smallest_value():
 
 def test_patience_counts_checks_that_do_not_reach_the_best_when_smaller_is_better():
     # values -0.1, -0.5, -0.4, -0.3: two checks above the best -0.5, then stop (patience 2)
-    ctx, trainers = fake_ctx([0.1, 0.5, 0.4, 0.3, 0.9], steps=20, eval_every=2, patience=2, metric="AveragePopularity@10",
-                             bigger=False)
+    ctx, trainers = fake_ctx([0.1, 0.5, 0.4, 0.3, 0.9], steps=20, eval_every=2, patience=2,
+                             metric="AveragePopularity@10", bigger=False)
     valid, _, steps = train_and_select(ctx, PullTowards10(), seed=0)
     assert steps == 8 and valid["averagepopularity@10"] == -0.5
     assert trainers[0].test_weights == [trainers[0].valid_weights[1]]

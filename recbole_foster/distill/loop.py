@@ -88,7 +88,8 @@ class DistillationLoop:
         self.generator = torch.Generator().manual_seed(config["seed"])
         self.fixed_items = None
         if config["foster_item_sampling"] == "kmeans":
-            self.fixed_items = kmeans_item_subset(summary.item_factor.cpu(), self.n_sampled, config["seed"]).to(self.device)
+            subset = kmeans_item_subset(summary.item_factor.cpu(), self.n_sampled, config["seed"])
+            self.fixed_items = subset.to(self.device)
 
         # Real training samples (prefix -> next item), as RecBole's SequentialDataset built them.
         feat = real_dataset.inter_feat
