@@ -14,8 +14,12 @@ setup(
         "torch>=2.1,<=2.13.0",
         "recbole==1.2.1",
         "transformers>=4.40",
-        "numpy",
-        "pandas",
+        # RecBole 1.2.1 predates numpy 2 (np.float_), pandas 3 (copy-on-write fillna) and
+        # setuptools 81 (ray, which recbole.quick_start imports, needs pkg_resources): these
+        # caps keep plain RecBole working in the environment this package installs into.
+        "numpy<2",
+        "pandas<3",
+        "setuptools<81",
         "scipy",
         "tqdm",
         "pyyaml",

@@ -13,14 +13,12 @@ Runs are resumable like paper_table.py. Writes ``benchmarks/results/ablation-<da
 Extra ``--key=value`` go to every run (scale steps down for a CPU and say so).
 """
 
-import argparse
 import json
 import os
 import re
 import sys
 
-from recbole_foster.cli import CLIError, parse_args
-
+from common import command_of, parse, parser_of, write_table  # beside this script
 from paper_table import markdown, row_of, run_or_reuse
 
 ABLATIONS = {
@@ -46,19 +44,15 @@ def slug(name):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--n_sequences", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=1, help="evaluation seeds per run")
     parser.add_argument("--rows", default=",".join(ABLATIONS), help="comma-separated row names")
     parser.add_argument("--work_dir", default=None)
     parser.add_argument("--out", default="benchmarks/results")
-    args, extra = parser.parse_known_args(argv)
-    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds}
-    try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
-        options.update(parse_args(extra))
-    except CLIError as error:
-        parser.error(str(error))
+    args, run_options = parse(parser, argv)  # the rest go to every run
+    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds,
+               **run_options}
     work_dir = args.work_dir or os.path.join("outputs", "ablation", args.dataset)
     names = [n for n in args.rows.split(",") if n]
     unknown = sorted(set(names) - set(ABLATIONS))
@@ -72,13 +66,12 @@ def main(argv):
         row["final_entropy"] = results.get("final_entropy")
         row[VALID], row[f"{VALID}_std"] = results["valid"].get("ndcg@10"), results["valid"].get("ndcg@10_std")
         rows.append(row)
-    command = "python benchmarks/ablation.py " + " ".join(argv)
+    command = command_of("ablation.py", argv)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"ablation-{args.dataset}.json"), "w") as f:
         json.dump({"dataset": args.dataset, "overrides": options, "command": command, "rows": rows}, f, indent=2)
     table = markdown(rows, metrics=(VALID, "recall@10", "ndcg@10", "recall@20", "ndcg@20"))
-    with open(os.path.join(args.out, f"ablation-{args.dataset}.md"), "w") as f:
-        f.write(f"<!-- {command} -->\n{table}\n")
+    write_table(os.path.join(args.out, f"ablation-{args.dataset}.md"), command, table)
     print(table)
 
 

@@ -11,24 +11,19 @@ back). ``--runs=STORAGE@N:DIR`` reuses an existing ``benchmarks/paper_table.py``
 storage at that N (``hard`` for Random-N). Writes ``<out>/<dataset>.{json,md,png}``.
 """
 
-import argparse
 import json
 import os
 import sys
 
-import matplotlib
 import matplotlib.ticker
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from label_storage import label_of, run_draws  # noqa: E402  (beside this script)
-from paper_table import _bytes, improvement_over_random  # noqa: E402
-from recbole_foster.cli import CLIError, parse_args  # noqa: E402
+from common import command_of, figure, parse, parser_of, save, write_table  # beside this script
+from label_storage import label_of, run_draws
+from paper_table import _bytes, improvement_over_random
 
 
 def plot(curves, full, path, title):
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     for label, points in curves.items():
         ax.errorbar([p["n"] for p in points], [p["ndcg@10"] for p in points],
                     yerr=[p["ndcg@10_std"] or 0 for p in points], marker="o", capsize=3, label=label)
@@ -39,16 +34,11 @@ def plot(curves, full, path, title):
     ax.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("sequences in the set (N)")
     ax.set_ylabel("test NDCG@10")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, title, legend={"fontsize": 8})
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--budgets", default="5,10,20,50,100")
     parser.add_argument("--storages", default="topk,text_code")
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per set")
@@ -57,12 +47,12 @@ def main(argv):
     parser.add_argument("--runs", action="append", default=[], metavar="STORAGE@N:DIR")
     parser.add_argument("--work_dir", default=None, help="default outputs/budget_curve/<dataset>")
     parser.add_argument("--out", default="benchmarks/results/budget-curve")
-    args, extra = parser.parse_known_args(argv)
+    args, run_options = parse(parser, argv)
+    options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, "label_topk": args.label_topk,
+               **run_options}
     try:
-        options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, "label_topk": args.label_topk,
-                   **parse_args(extra)}
         budgets = [int(n) for n in args.budgets.split(",") if n]
-    except (CLIError, ValueError) as error:
+    except ValueError as error:
         parser.error(str(error))
     storages = ["hard"] + [s for s in args.storages.split(",") if s]
     base_dir = args.work_dir or os.path.join("outputs", "budget_curve", args.dataset)
@@ -104,7 +94,7 @@ def main(argv):
                      f"{r['recall@10']:.4f} ± {r['recall@10_std'] or 0:.4f} | {r['ndcg@10']:.4f} ± {r['ndcg@10_std'] or 0:.4f} | "
                      f"{ior_cell} |")
     table = "\n".join(lines)
-    command = "python benchmarks/budget_curve.py " + " ".join(argv)
+    command = command_of("budget_curve.py", argv)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, args.dataset)
     with open(stem + ".json", "w") as f:
@@ -113,8 +103,7 @@ def main(argv):
                    "overrides": {k: v for k, v in options.items() if k != "dataset"},
                    "work_dirs": {f"{s}@{n}": d for (s, n), d in dirs.items()}, "command": command, "rows": rows},
                   f, indent=2)
-    with open(stem + ".md", "w") as f:
-        f.write(f"<!-- {command} -->\n{table}\n")
+    write_table(stem + ".md", command, table)
     plot(curves, full["ndcg@10"], stem + ".png",
          f"{args.dataset}: NDCG@10 vs N ({args.selection_seeds} draw(s) x {args.seeds} eval seeds)")
     print(table)

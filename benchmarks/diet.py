@@ -21,11 +21,12 @@ the memory of other runs over the same stages (an ablation of ``diet_update_frac
 selection-half NDCG@10 (the report half is never used to choose).
 """
 
-import argparse
 import json
 import os
 import subprocess
 import sys
+
+from common import parser_of  # beside this script
 
 RUN_FOSTER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_foster.py")
 TARGETS = {"ndcg_share": 0.95, "size_share": 0.02, "cost_share": 0.10}
@@ -173,8 +174,7 @@ def variant_markdown(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-1m")
+    parser = parser_of(__doc__, dataset="ml-1m")
     parser.add_argument("--results", default=None, help="an existing DIET results.json (no run)")
     parser.add_argument("--work_dir", default=os.path.join("outputs", "benchmarks", "diet"))
     parser.add_argument("--out", default=os.path.join("benchmarks", "results"))

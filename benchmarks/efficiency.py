@@ -18,7 +18,6 @@ TD3's step time varies with its random number of skipped steps (0..td3_max_skip)
 ``--timed_steps`` (the same seed gives the same draws for every configuration).
 """
 
-import argparse
 import json
 import os
 import platform
@@ -29,7 +28,7 @@ from types import SimpleNamespace
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from recbole_foster.cli import CLIError, parse_args
+from common import command_of, figure, parse, parser_of, save  # beside this script
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.distill.td3 import TD3DistillTrainer
 from recbole_foster.distill.trainer import FosterDistillTrainer
@@ -116,13 +115,8 @@ def measure(trainer, timed_steps, device):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     items = [r["items"] for r in results["scaling"]]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, axes = figure((9, 3.5), ncols=2)
     axes[0].plot(items, [r["step_s"] for r in results["scaling"]], "o-")
     axes[1].plot(items, [r["peak_mem_mb"] for r in results["scaling"]], "o-")
     for ax, label in zip(axes, ["seconds per outer step", "traced peak memory (MiB)"]):
@@ -131,27 +125,22 @@ def plot(results, path):
         ax.set_xlabel("catalog size (items)")
         ax.set_ylabel(label)
     fig.suptitle(f"FOSTER ({results['n_sampled_items']} sampled items): one outer step vs catalog size")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path)
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--data_path", default=None)
     parser.add_argument("--sampled", type=int, default=512)
     parser.add_argument("--timed_steps", type=int, default=5)
     parser.add_argument("--steps_per_epoch", type=int, default=None)
     parser.add_argument("--scaling", default="1000,10000,100000,1000000")
     parser.add_argument("--out", default="benchmarks/results")
-    args, extra = parser.parse_known_args(argv)
+    args, run_options = parse(parser, argv)
     options = {"dataset": args.dataset, "method": "foster", "output_dir": os.path.join("outputs", "efficiency")}
     if args.data_path:
         options["data_path"] = args.data_path
-    try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
-        options.update(parse_args(extra))
-    except CLIError as error:
-        parser.error(str(error))
+    options.update(run_options)
     ctx = prepare(options)
     config, device = ctx.config, ctx.config["device"]
     steps_per_epoch = args.steps_per_epoch or config["foster_reset_interval"]
@@ -182,7 +171,7 @@ def main(argv):
         "steps_per_epoch": steps_per_epoch, "epoch_s_is": f"step_s x {steps_per_epoch} (extrapolated)",
         "peak_mem_is": "traced peak of tensors allocated during one outer step",
         "device": str(device), "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-        "command": "python benchmarks/efficiency.py " + " ".join(argv),
+        "command": command_of("efficiency.py", argv),
         "rows": rows, "scaling": scaling,
     }
     os.makedirs(args.out, exist_ok=True)

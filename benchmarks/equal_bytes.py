@@ -16,20 +16,15 @@ with the best *validation* NDCG@10 is its choice, and only then is its test metr
 Writes ``<out>/<dataset>.{json,md,png}``.
 """
 
-import argparse
 import json
 import os
 import sys
 
-import matplotlib
 import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from label_storage import label_of, run_draws  # noqa: E402  (beside this script)
-from paper_table import _bytes, improvement_over_random  # noqa: E402
-from recbole_foster.cli import CLIError, parse_args  # noqa: E402
+from common import command_of, figure, parse, parser_of, save, write_table  # beside this script
+from label_storage import label_of, run_draws
+from paper_table import _bytes, improvement_over_random
 
 
 def parse_point(spec, default_k):
@@ -79,7 +74,7 @@ def ior_cell(ior):
 
 
 def plot(rows, budget, full, path, title):
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     for storage in dict.fromkeys(r["storage"] for r in rows):
         points = sorted((r for r in rows if r["storage"] == storage), key=lambda r: r["artifact_bytes"])
         ax.errorbar([r["artifact_bytes"] / 1e3 for r in points], [r["ndcg@10"] for r in points],
@@ -91,16 +86,11 @@ def plot(rows, budget, full, path, title):
     ax.axhline(full, color="black", linestyle="--", label=f"Full {full:.4f}")
     ax.set_xlabel("artifact size (kB)")
     ax.set_ylabel("test NDCG@10")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, title, legend={"fontsize": 8})
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--points", default="hard@20,topk@20,text_code@20,hard@100,text_code@40:4")
     parser.add_argument("--budget_of", default="topk@20", help="the point whose bytes are the budget")
     parser.add_argument("--reference", default=None, help="IOR of every point against this one, paired by "
@@ -111,9 +101,9 @@ def main(argv):
     parser.add_argument("--runs", action="append", default=[], metavar="POINT:DIR")
     parser.add_argument("--work_dir", default=None, help="default outputs/equal_bytes/<dataset>")
     parser.add_argument("--out", default="benchmarks/results/equal-bytes")
-    args, extra = parser.parse_known_args(argv)
+    args, run_options = parse(parser, argv)
+    options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, **run_options}
     try:
-        options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, **parse_args(extra)}
         points = [parse_point(p, args.label_topk) for p in args.points.split(",") if p]
         budget_point = parse_point(args.budget_of, args.label_topk)
         reference = parse_point(args.reference or args.budget_of, args.label_topk)
@@ -121,7 +111,7 @@ def main(argv):
         for spec in args.runs:
             key, _, folder = spec.partition(":") if spec.count(":") == 1 else spec.rpartition(":")
             runs[parse_point(key, args.label_topk)] = folder
-    except (CLIError, ValueError) as error:
+    except ValueError as error:
         parser.error(str(error))
     for point in runs:
         if point not in points:
@@ -160,7 +150,7 @@ def main(argv):
                      f"{'yes' if r['artifact_bytes'] <= budget else 'no'} | {r['valid_ndcg@10']:.4f} | "
                      f"{r['recall@10']:.4f} | {r['ndcg@10']:.4f} ± {r['ndcg@10_std'] or 0:.4f} | {ior_cell(r['ior_vs_reference'])} |")
     table = "\n".join(lines)
-    command = "python benchmarks/equal_bytes.py " + " ".join(argv)
+    command = command_of("equal_bytes.py", argv)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, args.dataset)
     with open(stem + ".json", "w") as f:
@@ -169,8 +159,7 @@ def main(argv):
                    "eval_seeds": args.seeds, "selection_seeds": args.selection_seeds, "full_test": full,
                    "chosen_on_validation": chosen, "overrides": {k: v for k, v in options.items() if k != "dataset"},
                    "command": command, "rows": rows}, f, indent=2)
-    with open(stem + ".md", "w") as f:
-        f.write(f"<!-- {command} -->\n{table}\n")
+    write_table(stem + ".md", command, table)
     plot(rows, budget, full["ndcg@10"], stem + ".png",
          f"{args.dataset}: test NDCG@10 vs bytes ({args.selection_seeds} draw(s) x {args.seeds} eval seeds)")
     print(table)

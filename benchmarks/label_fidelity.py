@@ -11,12 +11,11 @@ run any small-set method first). Explains the budget curve: the text codes' deco
 cost, so at small N the rank, and with it the fidelity, drops. Writes ``<out>/<dataset>.json``.
 """
 
-import argparse
 import json
 import os
 import sys
 
-from recbole_foster.cli import CLIError, parse_args
+from common import command_of, parse, parser_of  # beside this script
 from recbole_foster.model import students
 from recbole_foster.run import prepare, prepare_method_inputs
 from recbole_foster.stored_labels import compress, expand, label_kl
@@ -24,15 +23,14 @@ from recbole_foster.training_sets import TeacherLabelledSequences
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--budgets", default="5,10,20,50,100")
     parser.add_argument("--out", default="benchmarks/results/label-fidelity")
-    args, extra = parser.parse_known_args(argv)
+    args, run_options = parse(parser, argv)
+    options = {"dataset": args.dataset, "method": "random_kd", **run_options}
     try:
-        options = {"dataset": args.dataset, "method": "random_kd", **parse_args(extra)}
         budgets = [int(n) for n in args.budgets.split(",") if n]
-    except (CLIError, ValueError) as error:
+    except ValueError as error:
         parser.error(str(error))
     ctx = prepare(options)
     prepare_method_inputs(ctx)  # the cached teacher (trains it if it is not cached)
@@ -53,7 +51,7 @@ def main(argv):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.dataset}.json"), "w") as f:
         json.dump({"dataset": args.dataset, "label_topk": k, "selection_seed": ctx.selection_seed,
-                   "command": "python benchmarks/label_fidelity.py " + " ".join(argv), "rows": rows}, f, indent=2)
+                   "command": command_of("label_fidelity.py", argv), "rows": rows}, f, indent=2)
 
 
 if __name__ == "__main__":

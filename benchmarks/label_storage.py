@@ -16,21 +16,14 @@ draws, so the headline holds it beside the sets it is compared with (its runs li
 reference storage's dir, or ``--runs=foster:DIR``). Writes ``<out>/<dataset>.{json,md,png}``.
 """
 
-import argparse
 import json
 import os
 import sys
 
-import matplotlib
 import matplotlib.ticker
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from paper_table import (  # noqa: E402  (benchmarks/paper_table.py, beside this script)
-    LABELS, improvement_over_random, markdown, pooled, row_of, run_or_reuse,
-)
-from recbole_foster.cli import CLIError, parse_args  # noqa: E402
+from common import command_of, figure, parse, parser_of, save, write_table  # beside this script
+from paper_table import LABELS, improvement_over_random, markdown, pooled, row_of, run_or_reuse
 
 STORAGE_LABELS = {"topk": "top-{k} labels", "text_code": "text-code labels (≤ top-{k} bytes)",
                   "dense": "dense labels", "teacher": "teacher at training time"}
@@ -84,7 +77,7 @@ def check_same_setting(path, results, wanted):
 
 
 def plot(rows, full, path, title):
-    fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.8))
+    fig, ax = figure((10, 0.5 * len(rows) + 1.8))
     names = [r["method"] for r in rows]
     ax.barh(names, [r["ndcg@10"] for r in rows], xerr=[r.get("ndcg@10_std") or 0 for r in rows],
             color=["tab:gray" if r["family"] == "teacher-assisted" else "tab:blue" for r in rows])
@@ -92,16 +85,11 @@ def plot(rows, full, path, title):
     ax.invert_yaxis()
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(5))
     ax.set_xlabel("test NDCG@10 (mean ± std over draws x evaluation seeds)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path, title, legend={"loc": "lower right"}, bbox_inches="tight")
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--n_sequences", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per set")
     parser.add_argument("--selection_seeds", type=int, default=3, help="user draws (selection_seed = seed + i)")
@@ -119,13 +107,9 @@ def main(argv):
                         help="an existing paper_table work dir for STORAGE (read, completed if needed)")
     parser.add_argument("--work_dir", default=None, help="default outputs/label_storage/<dataset>")
     parser.add_argument("--out", default="benchmarks/results/label-storage")
-    args, extra = parser.parse_known_args(argv)
+    args, run_options = parse(parser, argv)
     options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds,
-               "label_topk": args.label_topk}
-    try:
-        options.update(parse_args(extra))
-    except CLIError as error:
-        parser.error(str(error))
+               "label_topk": args.label_topk, **run_options}
     storages = [s for s in args.storages.split(",") if s]
     methods = [m for m in args.methods.split(",") if m]
     if methods[0] != "random_kd" or args.reference_storage not in storages:
@@ -174,7 +158,7 @@ def main(argv):
                 row["ior_same_labels"] = improvement_over_random(result, results[("random_kd", storage)])
         rows.append(row)
 
-    command = "python benchmarks/label_storage.py " + " ".join(argv)
+    command = command_of("label_storage.py", argv)
     table = markdown(rows, costs=True)
     same = [f"- {r['method']}: IOR vs Random-KD-{args.n_sequences} with the same labels "
             f"{r['ior_same_labels']['mean']:+.4f} ± {r['ior_same_labels']['std']:.4f} (n={r['ior_same_labels']['n']})"
@@ -187,8 +171,7 @@ def main(argv):
                    "selection_seeds": args.selection_seeds, "reference_storage": args.reference_storage,
                    "overrides": {k: v for k, v in options.items() if k not in ("dataset", "n_sequences")},
                    "work_dirs": dirs, "command": command, "rows": rows}, f, indent=2)
-    with open(stem + ".md", "w") as f:
-        f.write(f"<!-- {command} -->\n{table}\n" + ("\n" + "\n".join(same) + "\n" if same else ""))
+    write_table(stem + ".md", command, table + ("\n\n" + "\n".join(same) if same else ""))
     plot([r for r in rows if r["family"] != "full data"], full["ndcg@10"], stem + ".png",
          f"{args.dataset}: {args.n_sequences} windows, labels kept in different ways "
          f"({args.selection_seeds} draws x {args.seeds} seeds)")

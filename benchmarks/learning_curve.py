@@ -14,20 +14,14 @@ validation NDCG@10 as a line (e.g. Random-KD-20). Resumable: a finished point is
 Writes ``<out>/<dataset>-<method>.{json,png}``.
 """
 
-import argparse
 import json
 import os
 import shutil
 import sys
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from recbole_foster.cli import CLIError, parse_args  # noqa: E402
-from recbole_foster.run import run  # noqa: E402
-from recbole_foster.validation import CHECKPOINT_FILE  # noqa: E402
+from common import command_of, figure, parse, parser_of, save  # beside this script
+from recbole_foster.run import run
+from recbole_foster.validation import CHECKPOINT_FILE
 
 
 def point(steps, results, previous_steps, seeds):
@@ -41,7 +35,7 @@ def point(steps, results, previous_steps, seeds):
 
 
 def plot(points, references, path, title):
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     steps = [p["steps"] for p in points]
     ax.errorbar(steps, [p["valid_ndcg@10"] for p in points], yerr=[p["valid_ndcg@10_std"] or 0 for p in points],
                 marker="o", label="validation (read)")
@@ -50,16 +44,11 @@ def plot(points, references, path, title):
         ax.axhline(value, color=color, linestyle="--", label=f"{label} (validation)")
     ax.set_xlabel("outer steps")
     ax.set_ylabel("NDCG@10")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, title, legend={"fontsize": 8})
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--method", default="foster", choices=("foster", "td3"))
     parser.add_argument("--max_steps", type=int, default=10000)
     parser.add_argument("--every", type=int, default=1000)
@@ -67,13 +56,9 @@ def main(argv):
     parser.add_argument("--reference", action="append", default=[], metavar="LABEL:RESULTS_JSON")
     parser.add_argument("--work_dir", default=None, help="default outputs/learning_curve/<dataset>-<method>")
     parser.add_argument("--out", default="benchmarks/results/learning-curve")
-    args, extra = parser.parse_known_args(argv)
+    args, options = parse(parser, argv)
     if args.every < 1 or args.max_steps < args.every:
         parser.error("--every must be >= 1 and --max_steps >= --every")
-    try:
-        options = parse_args(extra)
-    except CLIError as error:
-        parser.error(str(error))
     name = f"{args.dataset}-{args.method}"
     work_dir = args.work_dir or os.path.join("outputs", "learning_curve", name)
     run_dir, points_dir = os.path.join(work_dir, "run"), os.path.join(work_dir, "points")
@@ -105,7 +90,7 @@ def main(argv):
 
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, name)
-    command = "python benchmarks/learning_curve.py " + " ".join(argv)
+    command = command_of("learning_curve.py", argv)
     with open(stem + ".json", "w") as f:
         json.dump({"dataset": args.dataset, "method": args.method, "eval_seeds": args.seeds,
                    "overrides": options, "references_valid_ndcg@10": references, "command": command,

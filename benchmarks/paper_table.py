@@ -10,9 +10,13 @@ whose ``results.json`` already exists under ``--work_dir`` is read back instead 
 interrupted table resumes where it stopped. Any other ``--key=value`` goes to every run: use it
 to scale steps and epochs down for a CPU, and say so; such a run is not the paper's setting.
 Writes ``benchmarks/results/<dataset>.json`` and ``.md``.
+
+``--methods`` takes method names (and the variants below) or a preset:
+``--methods=recommended`` is the table to start with: Full, Random-N (hard labels), Random-KD-N
+with its top-10 teacher labels stored in the set (``label_storage=topk``, ``label_topk=10``), the
+same windows with text-code labels at no more bytes (``label_storage=text_code``) and FOSTER-N.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -20,7 +24,7 @@ import time
 
 import numpy as np
 
-from recbole_foster.cli import CLIError, parse_args
+from common import command_of, parse, parser_of, write_table  # beside this script
 from recbole_foster.methods import METHODS as REGISTRY
 from recbole_foster.results import REPORTED_METRICS
 from recbole_foster.run import run
@@ -35,12 +39,20 @@ VARIANTS = {
     "teacher_init": ("foster", {"foster_targets": "teacher", "foster_outer_steps": 0},
                      "Teacher-relabelled Tucker warm start (0 steps)"),
     "td3_w40": ("td3", {"td3_window": 40, "td3_max_skip": 40}, "TD3 (window 40)"),  # TD3's published window
+    # self-contained Random-KD sets ({n}: the row's N)
+    "random_kd_topk": ("random_kd", {"label_storage": "topk", "label_topk": 10}, "Random-KD-{n}, top-10 labels"),
+    "random_kd_text_code": ("random_kd", {"label_storage": "text_code", "label_topk": 10},
+                            "Random-KD-{n}, text-code labels (≤ top-10 bytes)"),
 }
-OPTIONAL = ["td3_w40"]  # run only when asked for (--methods=...): about an hour on ml-100k's CPU
+# run only when asked for (--methods=...): td3_w40 takes about an hour on ml-100k's CPU
+OPTIONAL = ["td3_w40", "random_kd_topk", "random_kd_text_code"]
+PRESETS = {"recommended": ["random", "random_kd_topk", "random_kd_text_code", "foster"]}
 METHODS = [name for name, m in REGISTRY.items() if m.small_set] + [v for v in VARIANTS if v not in OPTIONAL]
 LABELS = {**{name: m.label for name, m in REGISTRY.items()}, **{k: v[2] for k, v in VARIANTS.items()}}
 # methods whose result depends on which random users are drawn (``--selection_seeds``)
-RANDOM_DRAWS = ("random", "random_kd")
+RANDOM_DRAWS = ("random", "random_kd", "random_kd_topk", "random_kd_text_code")
+# a row's IOR reference when the table has no Random-KD-N row: the same draws with top-k labels
+REFERENCE_STAND_INS = {"random_kd": "random_kd_topk"}
 # timed phases that make the small set (selection, distillation, label fitting), not data, Full or evaluation
 BUILD_PHASES = ("select", "distill", "labels")
 
@@ -113,7 +125,7 @@ def improvement_over_random(results, reference, metric="ndcg@10"):
 
 def reference_of(method, results):
     """Random-N with the same label treatment: hard labels -> Random, soft labels -> Random-KD."""
-    if method in ("random", "random_kd"):
+    if method in RANDOM_DRAWS:
         return None
     return "random" if results.get("label_storage") in (None, "hard") else "random_kd"
 
@@ -121,7 +133,12 @@ def reference_of(method, results):
 def row_of(method, results, n):
     metrics = results["test"]
     own = [k for k in results.get("table", {}) if k != "Full"]  # the run's own label, e.g. K-Center-KD-20
-    label = own[0] if own and method in REGISTRY and method != "full" else LABELS[method] + ("" if method == "full" else f"-{n}")
+    if own and method in REGISTRY and method != "full":
+        label = own[0]
+    elif "{n}" in LABELS[method]:
+        label = LABELS[method].format(n=n)
+    else:
+        label = LABELS[method] + ("" if method == "full" else f"-{n}")
     row = {"method": label,
            **{k: metrics.get(k) for k in REPORTED_METRICS}, **{f"{k}_std": metrics.get(f"{k}_std") for k in REPORTED_METRICS}}
     timings = results.get("timings", {})
@@ -178,25 +195,21 @@ def markdown(rows, metrics=("recall@10", "ndcg@10", "recall@20", "ndcg@20"), cos
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--n_sequences", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per small set")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"names, or a preset: {', '.join(PRESETS)}")
     parser.add_argument("--selection_seeds", type=int, default=1,
                         help="user draws for Random and Random-KD (selection_seed = seed + i); pooled")
     parser.add_argument("--draws_for_all", action="store_true",
                         help="run every method (not only Random and Random-KD) over the user draws, for IOR")
     parser.add_argument("--work_dir", default=None, help="per-method run folders (default outputs/paper_table/<dataset>)")
     parser.add_argument("--out", default="benchmarks/results")
-    args, extra = parser.parse_known_args(argv)
-    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds}
-    try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
-        options.update(parse_args(extra))
-    except CLIError as error:
-        parser.error(str(error))
+    args, run_options = parse(parser, argv)  # the rest go to every run
+    options = {"dataset": args.dataset, "n_sequences": args.n_sequences, "distilled_eval_seeds": args.seeds,
+               **run_options}
     work_dir = args.work_dir or os.path.join("outputs", "paper_table", args.dataset)
-    methods = [m for m in args.methods.split(",") if m]
+    methods = PRESETS.get(args.methods) or [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS + OPTIONAL))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {METHODS + OPTIONAL}")
@@ -213,19 +226,20 @@ def main(argv):
             rows.append(row_of("full", full, args.n_sequences))
         rows.append(row_of(method, results, args.n_sequences))
         reference = reference_of(method, results)
+        if reference not in pooled_results:
+            reference = REFERENCE_STAND_INS.get(reference)
         if reference in pooled_results:
             rows[-1]["ior"] = improvement_over_random(results, pooled_results[reference])
-            rows[-1]["ior_reference"] = LABELS[reference]
+            rows[-1]["ior_reference"] = LABELS[reference].format(n=args.n_sequences)
     table = markdown(rows)
-    command = "python benchmarks/paper_table.py " + " ".join(argv)
+    command = command_of("paper_table.py", argv)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.dataset}.json"), "w") as f:
         json.dump({"dataset": args.dataset, "n_sequences": args.n_sequences, "eval_seeds": args.seeds,
                    "selection_seeds": args.selection_seeds,
                    "overrides": {k: v for k, v in options.items() if k not in ("dataset", "n_sequences")},
                    "command": command, "rows": rows}, f, indent=2)
-    with open(os.path.join(args.out, f"{args.dataset}.md"), "w") as f:
-        f.write(f"<!-- {command} -->\n{table}\n")
+    write_table(os.path.join(args.out, f"{args.dataset}.md"), command, table)
     print(table)
 
 

@@ -13,7 +13,6 @@ one process, ``--repeats`` rounds each, so a shared machine slows them alike; th
 the load average. Writes ``<out>/small-set-step.{json,png}``.
 """
 
-import argparse
 import json
 import os
 import platform
@@ -29,6 +28,7 @@ from recbole_foster import FosterConfig
 from recbole_foster.training_sets import HardSequences, TeacherLabelledSequences
 
 sys.path.insert(0, os.path.dirname(__file__))
+from common import command_of, figure, parser_of, save  # noqa: E402
 from efficiency import FakeCatalog  # noqa: E402
 
 
@@ -73,27 +73,19 @@ def seconds_per_step(config, catalog, training_set, steps):
 
 
 def plot(results, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     cases = [(c["windows"], c["catalog"]) for c in results["cases"]]
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = figure((7, 3.5))
     width = 0.8 / len(VARIANTS)
     for i, name in enumerate(VARIANTS):
         values = [c["s_per_step"][name] for c in results["cases"]]
         ax.bar([x + i * width for x in range(len(cases))], values, width, label=name)
     ax.set_xticks([x + width for x in range(len(cases))], [f"{m} windows\n{n} items" for m, n in cases])
     ax.set_ylabel("seconds per training step")
-    ax.legend(fontsize=8)
-    ax.set_title(f"small-set training step, 1 thread ({results['machine']})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save(fig, path, f"small-set training step, 1 thread ({results['machine']})", legend={"fontsize": 8})
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = parser_of(__doc__, dataset=None)
     parser.add_argument("--windows", default="20,100")
     parser.add_argument("--catalogs", default="1682,16874")
     parser.add_argument("--steps", type=int, default=10)
@@ -120,7 +112,7 @@ def main(argv):
                           "trained_positions": int(((seqs[:, 1:] > 0) & (seqs[:, :-1] > 0)).sum()),
                           "s_per_step": {name: min(t) for name, t in timings.items()}, "all_timings": timings})
             print(json.dumps(cases[-1]["s_per_step"] | {"windows": m, "catalog": n_items - 1}), flush=True)
-    results = {"command": "python benchmarks/small_set_step.py " + " ".join(argv),
+    results = {"command": command_of("small_set_step.py", argv),
                "s_per_step_is": f"fastest of {args.repeats} interleaved rounds of {args.steps} steps (after a warm-up step)",
                "threads": 1, "load_average_at_end": os.getloadavg(),
                "machine": platform.processor() or platform.machine(), "cases": cases}

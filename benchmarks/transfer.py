@@ -22,7 +22,6 @@ interrupted benchmark resumes. Any other ``--key=value`` goes to every run. Writ
 ``<out>/transfer-<dataset>.{json,md,png}``.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -32,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from scipy.stats import kendalltau
 
-from recbole_foster.cli import CLIError, parse_args
+from common import command_of, figure, parse, parser_of, save, write_table  # beside this script
 from recbole_foster.methods import METHODS as REGISTRY
 
 MODELS = ["TextSASRec", "TextGRU4Rec", "TextNARM", "TextBERT4Rec", "SASRec", "GRU4Rec"]
@@ -144,12 +143,7 @@ def markdown(models, methods, labels, full, cells, agreement):
 
 
 def plot(path, models, methods, labels, full, cells, title):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 2, 4))
+    fig, ax = figure((1.6 * len(models) + 2, 4))
     width = 0.8 / (len(methods) + 1)
     x = np.arange(len(models))
     def value(cell, key):
@@ -161,16 +155,11 @@ def plot(path, models, methods, labels, full, cells, title):
                yerr=[value(cells[method][m], "ndcg@10_std") for m in models], capsize=2, label=labels[method])
     ax.set_xticks(x + width * len(methods) / 2, models, rotation=15)
     ax.set_ylabel("test NDCG@10 (full ranking)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, title, legend={"fontsize": 7, "ncol": 3})
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    parser.add_argument("--dataset", default="ml-100k")
+    parser = parser_of(__doc__)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--methods", default=",".join(SET_METHODS))
     parser.add_argument("--build_model", default="TextSASRec", help="the model every set is built with")
@@ -186,14 +175,10 @@ def main(argv):
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each)")
     parser.add_argument("--work_dir", default=None, help="run folders (default outputs/transfer/<dataset>)")
     parser.add_argument("--out", default="benchmarks/results")
-    args, extra = parser.parse_known_args(argv)
+    args, run_options = parse(parser, argv)  # the rest go to every run
     global ASSEMBLE_ONLY
     ASSEMBLE_ONLY = args.assemble_only
-    options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds}
-    try:  # the rest go to every run as --key=value, parsed exactly as run_foster.py parses them
-        options.update(parse_args(extra))
-    except CLIError as error:
-        parser.error(str(error))
+    options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, **run_options}
     models = [m for m in args.models.split(",") if m]
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - {name for name, m in REGISTRY.items() if m.small_set})
@@ -250,7 +235,7 @@ def main(argv):
         size = results.get("artifact_bytes")
         labels[method] = f"{REGISTRY[method].row_label(args.n_sequences)} ({results.get('family', 'self-contained')}" \
                          f", {results.get('label_storage', '?')}" + ("" if size is None else f", {size / 1e3:.0f} kB") + ")"
-    command = "python benchmarks/transfer.py " + " ".join(argv)
+    command = command_of("transfer.py", argv)
     table = markdown(models, methods, labels, full, cells, agreement)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"transfer-{args.dataset}")
@@ -264,8 +249,7 @@ def main(argv):
                        "artifact_bytes": built[m][1].get("artifact_bytes")} for m in methods},
                    "overrides": {k: v for k, v in options.items() if k != "dataset"},
                    "full": full, "cells": cells, "rank_agreement": agreement}, f, indent=2)
-    with open(stem + ".md", "w") as f:
-        f.write(f"<!-- {command} -->\n{table}\n")
+    write_table(stem + ".md", command, table)
     plot(stem + ".png", models, methods, labels, full, cells,
          f"{args.dataset}: models trained on {args.n_sequences}-sequence sets built with {args.build_model} "
          f"(mean ± std over {args.seeds} seeds)")

@@ -1,12 +1,15 @@
-"""Shims that make RecBole 1.2.1 run on today's stack (numpy 2, pandas 3, torch >= 2.6).
+"""Shims that make RecBole 1.2.1 run on a newer stack (numpy 2, pandas 3, torch >= 2.6).
 
 RecBole 1.2.1 was released before numpy 2, pandas 3 copy-on-write and torch's
-``weights_only=True`` default. Instead of pinning the whole stack to 2023, we patch the few
-places that break, once, when :mod:`recbole_foster` is imported:
+``weights_only=True`` default. setup.py caps numpy, pandas and setuptools so that plain RecBole
+works where this package is installed; these shims keep the plugin itself working where those
+caps were overridden (a newer stack installed on purpose). Each one patches only what is missing
+or broken, once, when :mod:`recbole_foster` is imported, and changes nothing on numpy < 2 or
+pandas < 3:
 
 * numpy 2 removed ``np.float_``/``np.complex_``/``np.unicode_`` (used by
   ``Config.compatibility_settings``) and ``np.float``/``np.int``/``np.bool`` (used by the
-  metrics and ``Interaction``). We restore the aliases.
+  metrics and ``Interaction``). We restore the missing aliases.
 * pandas 3 always copies on write, so ``df[col].fillna(..., inplace=True)`` no longer changes
   ``df``. RecBole relies on it in ``Dataset._load_feat`` (empty token_seq text stays NaN and
   crashes on ``.split``) and ``Dataset._fill_nan``. We fill those columns by assignment.
@@ -14,8 +17,10 @@ places that break, once, when :mod:`recbole_foster` is imported:
   which breaks ``Dataset._remap`` of token_seq columns (item texts); we use ``map(len)``.
 * torch >= 2.6 loads with ``weights_only=True``; RecBole pickles its ``Config`` into
   checkpoints, so ``Trainer.evaluate(load_best_model=True)`` and ``resume_checkpoint`` fail.
-  That one is fixed where checkpoints are written: see :mod:`recbole_foster.trainer`.
-* ``recbole.quick_start`` imports ray, which needs ``pkg_resources``; the plugin never imports it.
+  That one is fixed where checkpoints are written: see :mod:`recbole_foster.trainer`. Plain
+  RecBole needs torch's own switch, ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``.
+* ``recbole.quick_start`` imports ray, which needs ``pkg_resources`` (setuptools < 81); the
+  plugin never imports it.
 """
 
 import numpy as np
@@ -103,8 +108,15 @@ def _remap_with_elementwise_lengths(self, remap_list):
             feat[field] = pd.Series(np.split(new_ids, split_point), index=feat.index, dtype=object)
 
 
+def pandas_copies_on_write():
+    """pandas >= 3 (copy-on-write always on), where RecBole's inplace ``fillna`` does nothing."""
+    return int(pd.__version__.split(".")[0]) >= 3
+
+
 def patch_pandas_3():
-    """Copy-on-write ``fillna`` and whole-Series ``agg(len)`` in dataset loading."""
+    """Copy-on-write ``fillna`` and whole-Series ``agg(len)`` in dataset loading (pandas >= 3 only)."""
+    if not pandas_copies_on_write():
+        return
     import recbole.data.dataset.dataset as dataset_module
 
     if not isinstance(dataset_module.pd, _PandasFillingSeqNaN):

@@ -57,9 +57,10 @@ def plot_runs(paths, out, metrics=None):
     plt = _pyplot()
     runs = [(p, load(p)) for p in paths]
     rows = combined_rows(runs)
-    histories = {}
+    histories, shares = {}, []
     for path, results in runs:
         if results.get("history"):
+            shares.append(results.get("q_negative_share"))
             label = next((k for k in table_rows(results) if k.lower().startswith(str(results.get("method")).lower())),
                          results.get("method"))
             histories[label if label not in histories else f"{label} ({run_tag(path)})"] = results["history"]
@@ -70,7 +71,8 @@ def plot_runs(paths, out, metrics=None):
         fig = plt.figure(figsize=(max(12, 1.2 * len(rows) + 6), 8.5))
         grid = fig.add_gridspec(2, 4, height_ratios=[1.25, 1], hspace=0.35, wspace=0.3)
         draw_metrics(fig.add_subplot(grid[0, :]), rows, metrics, title=title)
-        draw_history([fig.add_subplot(grid[1, i]) for i in range(4)], histories)
+        draw_history([fig.add_subplot(grid[1, i]) for i in range(4)], histories,
+                     shares[0] if len(shares) == 1 else None)
     else:
         fig, ax = plt.subplots(figsize=(max(10, 1.2 * len(rows) + 4), 4.8))
         draw_metrics(ax, rows, metrics, title=title)

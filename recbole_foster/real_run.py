@@ -120,7 +120,17 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
             self._save_resume_state(train_data, epoch_idx - 1)
         self._epoch = epoch_idx
         self._batches_per_epoch = len(train_data)
-        return super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        loss = super()._train_epoch(train_data, epoch_idx, *args, **kwargs)
+        self.logger.info(self.progress(epoch_idx, time.perf_counter() - self._fit_started))
+        return loss
+
+    def progress(self, epoch_idx, seconds):
+        """``epoch i/N`` and an ETA at this run's pace (early stopping may end it sooner)."""
+        done, left = epoch_idx + 1 - self.start_epoch, self.epochs - epoch_idx - 1
+        eta = seconds / done * left
+        return (f"epoch {epoch_idx + 1}/{self.epochs} trained, {seconds:.0f} s so far; "
+                f"at most {left} epoch(s) left, ETA {eta // 60:.0f} min {eta % 60:.0f} s at this pace"
+                + (" (early stopping may end it sooner)" if left else ""))
 
     def _save_resume_state(self, train_data, finished_epoch, file=RESUME_FILE):
         keys, pos, has_gauss, cached = np.random.get_state()[1:]

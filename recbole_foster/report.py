@@ -3,7 +3,8 @@
 Top: the test metrics of every row of the run's table (Full, the method's set, Random-N beside
 FOSTER) as grouped bars, with the standard deviation over evaluation seeds as error bars.
 Below, for a distillation run: the per-step curves of ``results["history"]``: the outer loss f,
-BOME's value gap q (dashed zero line; the share of steps with q < 0), lambda and the mean
+BOME's value gap q (dashed zero line; the share of steps with q < 0, results.json's
+``q_negative_share`` over every step, not the plotted subsample), lambda and the mean
 entropy of the synthetic distributions (of the separate targets too, when there are any).
 
 :func:`write_report` is called after every run (``run.py``); ``python -m recbole_foster.plot``
@@ -91,8 +92,18 @@ def draw_metrics(ax, rows, metrics=None, title=None):
         ax.set_title(title, fontsize=10)
 
 
-def draw_history(axes, histories):
-    """One panel per HISTORY_PANELS entry; ``histories`` = ``{label: [record, ...]}``."""
+def q_title(title, history, negative_share=None):
+    """The q panel's title with the share of steps with q < 0: the run's own ``q_negative_share``
+    (every step, as the log reports it); without it, the share of the recorded points."""
+    if negative_share is not None:
+        return f"{title}: q < 0 in {negative_share:.0%} of steps"
+    gaps = [r["q"] for r in history if r.get("q") is not None]
+    return f"{title}: q < 0 in {sum(g < 0 for g in gaps) / len(gaps):.0%} of plotted steps"
+
+
+def draw_history(axes, histories, negative_share=None):
+    """One panel per HISTORY_PANELS entry; ``histories`` = ``{label: [record, ...]}``;
+    ``negative_share``: a single run's ``q_negative_share`` (results.json)."""
     colors = row_colors(list(histories))
     for ax, (key, title, extra) in zip(axes, HISTORY_PANELS):
         drawn = extra_drawn = False
@@ -112,8 +123,7 @@ def draw_history(axes, histories):
         if key == "q" and drawn:
             ax.axhline(0.0, color="black", linewidth=0.7, linestyle="--")
             if len(histories) == 1:
-                gaps = [r["q"] for r in next(iter(histories.values())) if r.get("q") is not None]
-                ax.set_title(f"{title}: q < 0 in {sum(g < 0 for g in gaps) / len(gaps):.0%} of steps", fontsize=9)
+                ax.set_title(q_title(title, next(iter(histories.values())), negative_share), fontsize=9)
             else:
                 ax.set_title(title, fontsize=9)
         else:
@@ -148,7 +158,8 @@ def write_report(results, output_dir, name="report.png"):
         fig = plt.figure(figsize=(12, 8.5))
         grid = fig.add_gridspec(2, 4, height_ratios=[1.25, 1], hspace=0.35, wspace=0.3)
         draw_metrics(fig.add_subplot(grid[0, :]), rows, title=run_title(results))
-        draw_history([fig.add_subplot(grid[1, i]) for i in range(4)], {results.get("method", "run"): history})
+        draw_history([fig.add_subplot(grid[1, i]) for i in range(4)], {results.get("method", "run"): history},
+                     results.get("q_negative_share"))
     else:
         fig, ax = plt.subplots(figsize=(10, 4.8))
         draw_metrics(ax, rows, title=run_title(results))

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import warnings
 
 import numpy as np
 import torch
@@ -80,6 +79,9 @@ def hub_reachable(timeout=3.0):
         return False
 
 
+_FALLBACK_WARNED = set()  # requested encoders whose fallback was already announced
+
+
 def load_text_encoder(name_or_path, allow_fallback=True):
     """``(tokenizer, model, used_name)``; falls back to MiniLM when a hub id cannot be loaded."""
     if os.path.isdir(name_or_path):
@@ -123,8 +125,9 @@ def load_text_encoder(name_or_path, allow_fallback=True):
         f"from {folder} instead. Embeddings and results differ from the requested encoder; put it in "
         "a local folder and pass --text_encoder=/path/to/folder to use it."
     )
-    warnings.warn(message, stacklevel=2)
-    logger.warning(message)
+    if name_or_path not in _FALLBACK_WARNED:  # once per process: every stage of a run loads the encoder
+        _FALLBACK_WARNED.add(name_or_path)
+        logger.warning(message)
     return tokenizer, model, FALLBACK_ENCODER
 
 

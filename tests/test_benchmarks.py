@@ -50,6 +50,30 @@ def test_a_run_option_without_equals_sign_is_rejected_before_any_run(runs, tmp_p
     assert runs == []
 
 
+def test_recommended_preset_is_one_table_of_full_random_both_random_kd_storages_and_foster(monkeypatch, tmp_path):
+    argvs = []
+
+    def fake_run(argv):
+        argvs.append(argv)
+        storage = next((a.split("=")[1] for a in argv if a.startswith("--label_storage=")),
+                       "dense" if "--method=foster" in argv else None)
+        return {"test": FAKE_METRICS, "table": {"Full": FAKE_METRICS}, "timings": {}, "label_storage": storage,
+                "per_seed": [{"seed": 3020, "test": FAKE_METRICS}]}
+
+    monkeypatch.setattr(paper_table, "run", fake_run)
+    paper_table.main(["--methods=recommended", f"--work_dir={tmp_path / 'w'}", f"--out={tmp_path}"])
+    methods = [next(a for a in argv if a.startswith("--method=")) for argv in argvs]
+    assert methods == ["--method=random", "--method=random_kd", "--method=random_kd", "--method=foster"]
+    assert {"--label_storage=topk", "--label_topk=10"} <= set(argvs[1])
+    assert {"--label_storage=text_code", "--label_topk=10"} <= set(argvs[2])
+    assert not any(a.startswith("--label_storage") for a in argvs[0] + argvs[3])
+    rows = json.loads((tmp_path / "ml-100k.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["Full", "Random-20", "Random-KD-20, top-10 labels",
+                                           "Random-KD-20, text-code labels (≤ top-10 bytes)", "FOSTER-20"]
+    assert rows[-1]["ior_reference"] == "Random-KD-20, top-10 labels"  # FOSTER paired with the top-k draws
+    assert "Random-KD-20, top-10 labels" in (tmp_path / "ml-100k.md").read_text()
+
+
 def test_ior_pairs_runs_by_draw_and_seed_and_needs_two_standard_errors():
     def runs(values):
         return {"runs": [{"draw": d, "seed": s, "test": {"ndcg@10": v}}

@@ -125,7 +125,7 @@ def test_best_epoch_is_the_epoch_recbole_early_stopping_keeps(bigger):
 
 
 def test_recorded_trajectory_names_the_epoch_recbole_saved_as_teacher(toy_data_root, tiny_bert_dir, tmp_path,
-                                                                      monkeypatch):
+                                                                      monkeypatch, caplog):
     """Train for real with scripted validation scores that tie: the manifest's best epoch must hold
     the very weights RecBole saved as its best model (what becomes the teacher)."""
     options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, epochs=5, stopping_step=10)
@@ -149,8 +149,12 @@ def test_recorded_trajectory_names_the_epoch_recbole_saved_as_teacher(toy_data_r
     folder = str(tmp_path / "pool")
     trainer = AnchorRecordingTrainer(config, model, folder)
     trainer.saved_model_file = os.path.join(folder, "best.pth")
-    trainer.fit(train, valid, saved=True, show_progress=False)
+    with caplog.at_level("INFO"):
+        trainer.fit(train, valid, saved=True, show_progress=False)
 
+    progress = [r.getMessage() for r in caplog.records if " trained, " in r.getMessage()]
+    assert [p.split(" trained")[0] for p in progress] == [f"epoch {i}/5" for i in range(1, 6)]
+    assert "ETA" in progress[0] and "at most 4 epoch(s) left" in progress[0]
     assert [r["epoch"] for r in trainer.anchor_rows] == [0, 1, 2, 3, 4]
     best = best_epoch(trainer.anchor_rows)
     assert best == 3

@@ -43,6 +43,26 @@ def test_report_of_a_distillation_run_has_bars_and_curves(tmp_path):
     assert width > 1000 and height > 800  # metrics on top, four history panels below
 
 
+def test_report_q_share_is_results_json_share_over_every_step_not_the_plotted_subsample():
+    from recbole_foster.distill.bome import negative_gap_share
+    from recbole_foster.report import HISTORY_PANELS, _pyplot, draw_history
+
+    history = [{"step": s, "q": -1.0 if s % 4 == 0 else 1.0} for s in range(100)]  # 25% of all steps
+    shown = history[::2]  # the subsample results.json keeps: 50% of its points are negative
+    share = negative_gap_share(history)
+    assert share == 0.25
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(HISTORY_PANELS))
+    try:
+        draw_history(axes, {"foster": shown}, share)
+        q_axis = axes[[key for key, _, _ in HISTORY_PANELS].index("q")]
+        assert q_axis.get_title().endswith("q < 0 in 25% of steps")  # the log's number, results.json's
+        draw_history(axes, {"foster": shown})  # an older results.json without q_negative_share
+        assert q_axis.get_title().endswith("q < 0 in 50% of plotted steps")
+    finally:
+        plt.close(fig)
+
+
 def test_report_of_a_run_without_history_or_table(tmp_path):
     results = {"dataset": "toy", "method": "full", "model": "SASRec", "n_sequences": None, "seed": 1, "test": METRICS}
     width, height = png_size(write_report(results, str(tmp_path)))

