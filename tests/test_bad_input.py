@@ -190,7 +190,7 @@ def test_failed_run_after_validation_leaves_no_empty_output_folder(toy_data_root
     output folders it created, as long as nothing was written into them."""
     import recbole_foster.run as run_module
 
-    def fail(config):
+    def fail(config, **kwargs):
         raise DatasetError("simulated failure while loading")
 
     monkeypatch.setattr(run_module, "create_dataset", fail)
