@@ -10,7 +10,6 @@ import importlib
 import os
 
 from recbole.config import Config
-from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 

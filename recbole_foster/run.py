@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+from logging import getLogger
 
 import yaml
 from recbole.data import data_preparation
@@ -97,7 +98,7 @@ def prepare(options):
 
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    logger = logging.getLogger()
+    logger = getLogger()
     if config["verbose"]:  # RecBole's config dump
         logger.info(config)
     memory = PeakMemory(config["device"])

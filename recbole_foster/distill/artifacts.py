@@ -20,7 +20,6 @@ keyed by item tokens). :func:`load_atomic_set` reads such a folder back (``--met
 
 import hashlib
 import json
-import math
 import os
 
 import torch
