@@ -41,19 +41,17 @@ def parse_args(argv):
     return options
 
 
-def usage():
-    """The ``--help`` text; the methods come from the one registry."""
-    from recbole_foster.methods import METHODS
-
-    width = max(len(name) for name in METHODS)
-    methods = "\n".join(f"  {name:<{width}}  {m.summary}" for name, m in METHODS.items())
+def usage(methods):
+    """The ``--help`` text; ``methods`` is the registry (:data:`recbole_foster.methods.METHODS`)."""
+    width = max(len(name) for name in methods)
+    methods = "\n".join(f"  {name:<{width}}  {m.summary}" for name, m in methods.items())
     return f"""usage: python run_foster.py [--key=value ...]
 
 FOSTER dataset distillation for text-based sequential recommendation (a RecBole plugin).
 Each run trains on all real data once (cached), builds or reads a small training set, trains
 fresh models on it only and reports full-ranking test metrics beside Full and Random-N.
 
---method=NAME (default foster):
+--method=NAME (default foster), or --method=package.module:ClassName for your own (docs/extending.md):
 {methods}
 
 main options:

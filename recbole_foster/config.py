@@ -6,12 +6,10 @@ through :func:`get_model` (plugin first, then RecBole) and layers the plugin's Y
 (``properties/``) between RecBole's defaults and the user's files and overrides.
 """
 
-import functools
 import importlib
 import os
 
 from recbole.config import Config
-from recbole.utils import ModelType
 from recbole.utils import get_model as recbole_get_model
 from recbole.utils import get_trainer as recbole_get_trainer
 
@@ -45,37 +43,17 @@ def get_model(model_name):
 
 
 def uses_item_text(config):
-    """Whether the run reads the item texts: a text-based model, labels stored as codes over the
-    item texts (``label_storage: text_code``, a DIET memory with ``diet_label_storage: text_code``), or ``--method=eval`` of a set that needs them (a
-    distilled summary whose item factor is the dataset's text embeddings, or text-code labels):
-    any model then needs them to turn the set into item distributions."""
-    if getattr(config.model_class, "requires_item_text", False) or config["label_storage"] == "text_code":
+    """Whether a run of this config reads the item texts: a text-based model, or labels kept as
+    codes over the item texts (``label_storage`` whose storage ``needs_item_text``). A method adds
+    its own reasons (:meth:`recbole_foster.methods.base.Method.reads_item_text`)."""
+    from recbole_foster.labels import get_storage
+
+    if getattr(config.model_class, "requires_item_text", False):
         return True
-    if config["method"] == "diet" and config["diet_label_storage"] == "text_code":
-        return True
-    if config["method"] != "eval" or not config["synthetic"]:
-        return False
-    path = str(config["synthetic"])
     try:
-        return _set_references_text(path, os.path.getmtime(path))
-    except OSError:
+        return get_storage(config["label_storage"]).needs_item_text
+    except ValueError:
         return False  # reported by validation
-
-
-@functools.lru_cache(maxsize=8)
-def _set_references_text(path, mtime):
-    """Whether the set (file, or exported folder) is decoded with the dataset's text embeddings
-    (read once per file version: several start-up stages ask)."""
-    from recbole_foster.distill.artifacts import FORMAT, NotASet, read_set, read_soft_labels, soft_labels_file
-
-    try:
-        if os.path.isdir(path):
-            sidecar = soft_labels_file(path)
-            return os.path.isfile(sidecar) and read_soft_labels(sidecar)[0].get("storage") == "text_code"
-        header, payload = read_set(path)
-    except (NotASet, OSError):
-        return False
-    return "label_codes" in payload or (header.get("format") == FORMAT and "item_factor" not in payload)
 
 
 def get_trainer(model_type, model_name):
@@ -92,8 +70,14 @@ class FosterConfig(Config):
     """RecBole ``Config`` that finds plugin models and reads ``properties/`` of this plugin.
 
     Command-line parsing is left to ``run_foster.py``: RecBole's own ``sys.argv`` scan would pick
-    up the plugin's flags (``--method``...) and reject values it cannot parse.
+    up the plugin's flags (``--method``...) and reject values it cannot parse. ``method_files``:
+    YAML files of a method's own defaults (:attr:`recbole_foster.methods.base.Method.config_file`),
+    layered over the plugin's ``overall/`` files.
     """
+
+    def __init__(self, model=None, dataset=None, config_file_list=None, config_dict=None, method_files=()):
+        self.method_files = [f for f in method_files if f]
+        super().__init__(model, dataset, config_file_list, config_dict)
 
     def compatibility_settings(self):
         compat.apply()
@@ -115,6 +99,8 @@ class FosterConfig(Config):
         super()._load_internal_config_dict(model, model_class, dataset)
         for name in OVERALL_FILES:  # always there: a missing one is a broken install, not a default
             self._update_internal_config_dict(os.path.join(PROPERTIES_DIR, "overall", f"{name}.yaml"))
+        for path in getattr(self, "method_files", ()):
+            self._update_internal_config_dict(path)
         for path in (
             os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
             os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),

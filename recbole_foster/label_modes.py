@@ -16,7 +16,7 @@ would otherwise branch on, and its ``name`` is written into a saved set's header
 
 import torch
 
-from recbole_foster.stored_labels import compress, expand
+from recbole_foster.labels import expand, get_storage
 from recbole_foster.training_sets import SoftSequences, teacher_soft_labels
 
 CONFIG_KEY = "foster_targets"
@@ -42,7 +42,7 @@ class LabelMode:
 
     def training_set(self, summary, teacher, device, stored=None, item_text=None):
         """``(SoftSequences over the whole catalog, input probabilities on CPU)`` of a summary;
-        with ``stored`` labels (:mod:`recbole_foster.stored_labels`; text codes are decoded with
+        with ``stored`` labels (:mod:`recbole_foster.labels`; text codes are decoded with
         ``item_text``) those replace the mode's own."""
         log_probs = summary.full_log_probabilities().to(device)
         if stored:
@@ -63,7 +63,7 @@ class LabelMode:
             targets = log_probs
         mask = torch.ones(targets.shape[:2], dtype=torch.bool)
         mask[:, 0] = False  # position 0 is never a target
-        return compress(targets.cpu(), mask, storage, k, item_text)
+        return get_storage(storage).compress(targets.cpu(), mask, k, item_text)
 
 
 class Coupled(LabelMode):
@@ -124,8 +124,8 @@ def label_mode_of(config):
 
 
 def label_mode_from_header(header):
-    """The mode a saved set was distilled with (sets saved before the header named it: the config)."""
-    name = header.get("label_mode") or header.get("hyper_parameters", {}).get(CONFIG_KEY, "coupled")
+    """The mode a saved set was distilled with (its header names it)."""
+    name = header.get("label_mode")
     if name not in MODES:
         raise ValueError(f"unknown label mode {name!r} in a saved set's header; expected one of {tuple(MODES)}.")
     return MODES[name]

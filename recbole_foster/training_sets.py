@@ -84,7 +84,7 @@ class HardSequences:
 
 class TeacherLabelledSequences(HardSequences):
     """Real sequences with soft next-item labels as KL targets: the teacher's (Random-KD), or the
-    same labels as a saved set stores them (:mod:`recbole_foster.stored_labels`).
+    same labels as a saved set stores them (:mod:`recbole_foster.labels`).
 
     Separates what soft labels alone add from what synthetic sequences add (DD-Ranking).
     ``target_log_probs`` (m, L - 1, n_items) label position t + 1 from the prefix up to t.

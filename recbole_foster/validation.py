@@ -10,8 +10,9 @@ traceback (exit code 2):
 * values: positive integers, non-negative numbers, booleans, one-of choices;
 * files: ``--synthetic`` must be a recbole_foster set (read as plain tensors only), a local
   ``--text_encoder`` path must exist (``--config_files`` are checked when the config is built);
-* combinations: ``--synthetic`` only with ``--method=eval`` (which needs it), ``--resume`` only
-  for a distillation with a checkpoint to resume, ``--export_atomic`` not for ``--method=full``;
+* combinations: ``--synthetic`` only for a method that reads it, ``--resume`` only for a
+  resumable method, ``--export_atomic`` only for a method that exports a set; then the method's
+  own :meth:`~recbole_foster.methods.base.Method.check`;
 * the dataset's atomic files (:mod:`recbole_foster.dataset.atomic_files`): headers, columns to
   load, malformed lines.
 
@@ -24,7 +25,7 @@ import importlib
 import os
 
 from recbole_foster.cli import CLIError
-from recbole_foster.config import uses_item_text
+from recbole_foster.methods.base import MODEL_SUPPORT
 
 # Keys RecBole reads without a default in its YAML files (so they are not in the resolved config
 # unless given): distributed settings, the file encoding, the per-split negative sampling.
@@ -58,13 +59,11 @@ CHOICES = {
     "foster_start": ("recbole_foster.distill.trainer", "START_MODES"),
     "foster_item_sampling": ("recbole_foster.distill.trainer", "ITEM_SAMPLING_MODES"),
     "td3_items": ("recbole_foster.distill.td3", "TD3_ITEM_MODES"),
-    "label_storage": ("recbole_foster.stored_labels", "STORAGES"),
+    "label_storage": ("recbole_foster.labels", "storage_names"),
     "diet_addressing": ("recbole_foster.diet.addressing", "ADDRESSING_MODES"),
     "real_run_extend": ("recbole_foster.real_run", "EXTEND_MODES"),
 }
 LITERAL_CHOICES = {"foster_export_mode": ("top1", "sample")}
-DISTILLATION_METHODS = ("foster", "td3")
-CHECKPOINT_FILE = "distill_checkpoint.pt"  # what a distillation writes into its output folder to resume
 
 
 # ----- unknown keys -----
@@ -149,6 +148,8 @@ def allowed_values(key):
     """The values a choice key accepts, read from the module that owns them (None if it has no such list)."""
     module, name = CHOICES[key]
     values = getattr(importlib.import_module(module), name, None)
+    if callable(values):  # a registry: the names it holds now
+        values = values()
     return None if values is None else tuple(values)
 
 
@@ -204,12 +205,11 @@ def _why_unreadable(path):
     return "it cannot be read as plain tensors."
 
 
-def check_model_for_method(config):
+def check_model_for_method(config, method):
     """``--model`` is one the method can train or build a set with (``Method.models``)."""
-    from recbole_foster.methods import METHODS, MODEL_SUPPORT
     from recbole_foster.model import students
 
-    method, name = METHODS[config["method"]], config["model"]
+    name = config["model"]
     if method.models == "any":
         return
     if method.models == "TextSASRec":
@@ -225,58 +225,37 @@ def check_model_for_method(config):
                        "--method=eval --synthetic=PATH --model=NAME.")
 
 
-def check_combinations(config, options):
-    method = config["method"]
-    if config["synthetic"] and method != "eval":
-        raise CLIError(f"--synthetic is read only by --method=eval (this run is --method={method}); "
+def check_combinations(config, options, method):
+    """Options that apply only to some methods, then the method's own checks."""
+    name = method.name
+    if config["synthetic"] and not method.reads_synthetic:
+        raise CLIError(f"--synthetic is read only by --method=eval (this run is --method={name}); "
                        "add --method=eval or drop --synthetic.")
-    if method == "eval" and not config["synthetic"]:
-        raise CLIError("--method=eval needs --synthetic=PATH (a synthetic.pt or set.pt written by a run, or a folder written by --export_atomic).")
-    if config["resume"] is True:
-        if method not in DISTILLATION_METHODS:
-            raise CLIError(f"--resume continues an interrupted distillation (--method=foster or td3); "
-                           f"--method={method} has nothing to resume.")
-        checkpoint = os.path.join(config["output_dir"], CHECKPOINT_FILE)
-        if not os.path.isfile(checkpoint):
-            raise CLIError(f"--resume: no distillation checkpoint at {checkpoint}; run without --resume first "
-                           "(or pass the --output_dir of the interrupted run).")
-    if config["export_atomic"] and method == "full":
-        raise CLIError("--export_atomic writes a small set as atomic files; --method=full builds none.")
+    if config["resume"] is True and not method.resumable:
+        raise CLIError(f"--resume continues an interrupted distillation (--method=foster or td3); "
+                       f"--method={name} has nothing to resume.")
+    if config["export_atomic"] and not method.exports:
+        raise CLIError(f"--export_atomic writes a small set as atomic files; --method={name} builds none.")
     encoder = str(config["text_encoder"] or "")
-    if uses_item_text(config) and encoder.startswith(("/", "./", "../", "~")) \
+    if method.reads_item_text(config) and encoder.startswith(("/", "./", "../", "~")) \
             and not os.path.isdir(os.path.expanduser(encoder)):
         raise CLIError(f"--text_encoder={encoder}: no such folder (a local HuggingFace model folder, or a hub id).")
-    if method == "diet":  # its protocol, stage count, fraction and baselines
-        from recbole_foster.diet.checks import check_diet_config
-
-        check_diet_config(config)
-    if method in DISTILLATION_METHODS:
-        mode = _label_mode(config["foster_targets"])
-        if mode is not None and getattr(mode, "needs_real_init", False) and config["foster_init"] != "real":
-            raise CLIError(f"--foster_targets={config['foster_targets']} keeps labels fitted to real users: "
-                           f"it needs --foster_init=real, not {config['foster_init']!r}.")
+    method.check(config)
 
 
-def _label_mode(name):
-    modes = getattr(importlib.import_module("recbole_foster.label_modes"), "MODES", {})
-    return modes.get(name) if isinstance(modes, dict) else None
-
-
-def validate_run(config, options, plugin_keys=()):
-    """Check every input (see the module docstring); returns notes for results.json.
+def validate_run(config, options, method, plugin_keys=()):
+    """Check every input (see the module docstring) for a run of ``method``; returns notes for results.json.
 
     May set ``config["load_col"]`` (from the atomic files' headers) and ``config["data_path"]``
     (a cleaned copy, with ``--skip_malformed=True``).
     """
     from recbole_foster.dataset.atomic_files import prepare_atomic_files
 
-    check_model_for_method(config)  # first: with another model, the other options may not apply either
+    check_model_for_method(config, method)  # first: with another model, the other options may not apply either
     check_known_keys(config, options, plugin_keys)
     check_values(config, options)
-    check_combinations(config, options)
-    if config["method"] == "eval":
-        check_saved_set_file(str(config["synthetic"]))
-    return prepare_atomic_files(config, needs_item_text=uses_item_text(config))
+    check_combinations(config, options, method)
+    return prepare_atomic_files(config, needs_item_text=method.reads_item_text(config))
 
 
 # ----- the output folder -----
@@ -306,9 +285,9 @@ def remove_empty_output_dirs():
             _CREATED.clear()  # not empty (or gone): its parents are not empty either
 
 
-def empty_item_texts(config, dataset):
-    """Items without text (warned about; None for a model that reads no item text)."""
-    if not uses_item_text(config):
+def empty_item_texts(config, dataset, reads_item_text):
+    """Items without text (warned about; None for a run that reads no item text)."""
+    if not reads_item_text:
         return None
     from recbole_foster.dataset.checks import count_empty_item_texts
 

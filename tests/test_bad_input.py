@@ -190,7 +190,7 @@ def test_failed_run_after_validation_leaves_no_empty_output_folder(toy_data_root
     output folders it created, as long as nothing was written into them."""
     import recbole_foster.run as run_module
 
-    def fail(config):
+    def fail(config, **kwargs):
         raise DatasetError("simulated failure while loading")
 
     monkeypatch.setattr(run_module, "create_dataset", fail)
@@ -259,3 +259,85 @@ def test_every_key_the_package_reads_is_a_known_key():
         with open(path) as f:
             read |= set(re.findall(r"config\[\"(\w+)\"\]", f.read()))
     assert read - known == set()
+
+
+# ----- the first hour: refused before any text embedding or training, one error line, exit 2 -----
+@pytest.fixture
+def no_embedding_or_training(monkeypatch):
+    """Embedding the item texts or training the real-data run fails the test."""
+    import recbole_foster.real_run as real_run_module
+    import recbole_foster.run as run_module
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("embedded or trained before refusing the input")
+
+    monkeypatch.setattr(run_module, "attach_item_text_embeddings", forbidden)
+    monkeypatch.setattr(real_run_module, "ensure_real_run", forbidden)
+    monkeypatch.setattr(real_run_module, "find_real_run", forbidden)
+
+
+def _set_of_another_dataset(path):
+    from recbole_foster.distill.artifacts import save_windows
+
+    header = {"dataset": "other", "item_catalog": {"n_items": 6, "sha256": "0" * 64}, "label_storage": "hard",
+              "n_sequences": 2}
+    return save_windows(str(path), torch.tensor([[1, 2, 3], [4, 5, 0]]), header)
+
+
+def _bad_yaml(path):
+    path.write_text("epochs: 3\nlearning_rate: [0.1\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("case,overrides,pattern", [
+    ("yaml", {"config_files": _bad_yaml}, r"--config_files: a YAML file cannot be read \(line \d+"),
+    ("model", {"model": "SASRecc"}, r"--model=SASRecc: .*neither a recbole_foster model"),
+    ("sampled", {"method": "foster", "n_sampled_items": "31"}, r"--n_sampled_items=31 but the catalog has only 30"),
+    ("sampled_td3", {"method": "td3", "n_sampled_items": "40"}, r"--n_sampled_items=40 but the catalog has only 30"),
+    ("users", {"method": "random", "n_sequences": "41"}, r"--n_sequences=41 but the training split has only 40"),
+    ("other_set", {"method": "eval", "synthetic": _set_of_another_dataset},
+     r"distilled on dataset 'other' with a different item catalog"),
+])
+def test_first_hour_mistakes_stop_before_embedding_or_training(case, overrides, pattern, toy_data_root, tiny_bert_dir,
+                                                             tmp_path, capsys, no_embedding_or_training):
+    overrides = {k: v(tmp_path / f"{case}.file") if callable(v) else v for k, v in overrides.items()}
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, **overrides)
+    options["output_dir"] = str(tmp_path / "outputs" / case)
+    assert main(as_argv(options)) == 2
+    assert_one_error_line(capsys.readouterr().err, pattern)
+    assert not os.path.exists(tmp_path / "outputs")
+
+
+def test_an_unavailable_text_encoder_is_one_error_line(toy_data_root, tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    import recbole_foster.run as run_module
+    from recbole_foster.text_embedding import TextEncoderUnavailable
+
+    def unavailable(*args, **kwargs):
+        raise TextEncoderUnavailable("the text encoder 'nope' cannot be loaded (offline); pass --text_encoder=DIR.")
+
+    monkeypatch.setattr(run_module, "attach_item_text_embeddings", unavailable)
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full")
+    options["output_dir"] = str(tmp_path / "outputs" / "full")
+    assert main(as_argv(options)) == 2
+    assert_one_error_line(capsys.readouterr().err, r"text encoder 'nope' cannot be loaded")
+    assert not os.path.exists(tmp_path / "outputs")
+
+
+def test_eval_writes_to_a_folder_named_after_its_set(toy_data_root, tiny_bert_dir, tmp_path):
+    from recbole_foster.run import build_config
+
+    paths = []
+    for method in ("random_kd-20", "foster-20"):
+        folder = tmp_path / "outputs" / "toy" / "TextSASRec" / method / "seed2020"
+        folder.mkdir(parents=True)
+        paths.append(_set_of_another_dataset(folder / "set.pt"))
+    exported = tmp_path / "exports" / "toy-random_kd20"
+    exported.mkdir(parents=True)
+    dirs = []
+    for synthetic in paths + [str(exported)]:
+        options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="eval", synthetic=synthetic)
+        options.pop("output_dir")
+        config, method = build_config(options)
+        dirs.append(config["output_dir"])
+    assert dirs == [os.path.join("outputs", "toy", "TextSASRec", name, "seed2020") for name in
+                    ("eval-random_kd-20-seed2020-set", "eval-foster-20-seed2020-set", "eval-toy-random_kd20")]

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from recbole_foster import run as run_module
+from recbole_foster import real_run as real_run_module
 from recbole_foster.methods import METHODS
 from recbole_foster.methods import selection
-from recbole_foster.run import prepare, prepare_method_inputs, run
+from recbole_foster.run import prepare, run, with_method_inputs
 from tests.toy_data import as_argv, toy_options
 
 
@@ -67,8 +67,8 @@ def test_gradient_based_coresets_run_on_the_pipelines_teacher(method, toy_data_r
     """DEALRec's influence and GORACS's gradient norms differentiate the real-data model: the
     teacher the pipeline hands to the method must allow that (no training, no evaluation here)."""
     ctx = prepare(toy_options(toy_data_root, tiny_bert_dir, tmp_path, method=method, coreset_lissa_depth=5))
-    monkeypatch.setattr(run_module, "ensure_real_run", lambda ctx: UntrainedRealRun(str(tmp_path)))
+    monkeypatch.setattr(real_run_module, "ensure_real_run", lambda ctx: UntrainedRealRun(str(tmp_path)))
     monkeypatch.setattr(selection, "evaluate_training_set", lambda ctx, sequences, desc: {"test": {}})
-    prepare_method_inputs(ctx)
+    ctx = with_method_inputs(ctx)
     result = METHODS[method].run(ctx)
     assert len(result["selected_users"]) == len(set(result["selected_users"])) == 4

@@ -21,7 +21,6 @@ from recbole_foster.diet.pipeline import DietRun
 from recbole_foster.diet.reservoir import reservoir_update
 from recbole_foster.diet.stages import StagePlan, stage_bounds, stage_of, windows_of
 from recbole_foster.diet.state import StageStore
-from recbole_foster.diet.training import StageView
 from recbole_foster.evaluation import selection_data
 from recbole_foster.run import main, prepare, run
 from tests.toy_data import WORDS, as_argv, assert_one_error_line, toy_options
@@ -145,8 +144,13 @@ def test_selection_and_report_halves_split_each_period_by_user(ctx):
         assert not set(uid[selection].tolist()) & set(uid[report].tolist())
         assert len(selection) and len(report)
     sel_loader, report_loader = plan.loaders(0)
-    view = StageView(ctx, sel_loader, report_loader)
+    view = ctx.for_stage(sel_loader, report_loader)
     assert selection_data(view) is sel_loader and view.test_data is report_loader  # what evaluation reads
+    assert ctx.test_data is not report_loader and view.built_models == []  # a copy: the run's context is unchanged
+    view.new_model(3)
+    assert len(view.built_models) == 1
+    with pytest.raises(AttributeError):
+        view.anything_else = 1  # declared fields only
 
 
 # ----- addressing -----
@@ -241,9 +245,9 @@ def test_text_code_memory_keeps_each_stages_decoder_while_an_entry_of_that_stage
     size, max_len, k = 4, windows.size(1), 5
     rank = memory_code_rank(size, max_len, text.size(1), k, n_stages=2)
     first = Memory.labelled(ctx.new_model(1), windows[:4], users[:4], torch.as_tensor(rows[:4]), 1, k, "text_code",
-                            text, rank)
+                            text, {"rank": rank})
     second = Memory.labelled(ctx.new_model(2), windows[4:8], users[4:8], torch.as_tensor(rows[4:8]), 2, k,
-                             "text_code", text, rank)
+                             "text_code", text, {"rank": rank})
     assert first.storage == "text_code" and set(first.decoders) == {1} and first.labels["codes"].dtype == torch.float16
     topk = Memory.labelled(ctx.new_model(1), windows[:4], users[:4], torch.as_tensor(rows[:4]), 1, k)
     full_memory_topk_bytes = size * (max_len - 1) * k * (2 + 4)

@@ -9,7 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from recbole_foster.distill.artifacts import load_synthetic, save_synthetic
+from recbole_foster.distill.artifacts import catalog_fingerprint, load_synthetic, save_synthetic
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, sample_items
 from recbole_foster.distill.trainer import FosterDistillTrainer
 from recbole_foster.label_modes import MODES
@@ -98,7 +98,7 @@ def test_synthetic_set_save_load_round_trip(ctx, tmp_path):
     summary = SyntheticSummary(item_factor_from_text(table), 3, 5, 4, 4, temperature=0.2)
     with torch.no_grad():
         summary.core.normal_()
-    header = {"dataset": "toy", "item_tokens": list(ctx.dataset.field2id_token[ctx.dataset.iid_field]),
+    header = {"dataset": "toy", "item_catalog": catalog_fingerprint(ctx.dataset), "label_mode": "coupled",
               "text_encoder": ctx.text_encoder, "n_sequences": 3}
     path = save_synthetic(str(tmp_path / "syn.pt"), summary, header)
     raw = torch.load(path, weights_only=True)  # plain tensors and a JSON string only
@@ -108,7 +108,7 @@ def test_synthetic_set_save_load_round_trip(ctx, tmp_path):
     assert loaded_header["temperature"] == 0.2 and loaded_header["n_sequences"] == 3
     assert torch.equal(loaded.full_probabilities(), summary.full_probabilities())
 
-    header["item_tokens"] = header["item_tokens"][:-1]
+    header["item_catalog"] = {**header["item_catalog"], "sha256": "0" * 64}
     save_synthetic(str(tmp_path / "other.pt"), summary, header)
     with pytest.raises(ValueError, match="different item catalog"):
         load_synthetic(str(tmp_path / "other.pt"), ctx.dataset)

@@ -19,7 +19,7 @@ from recbole_foster.distill.artifacts import (
 )
 from recbole_foster.methods.saved_set import check_saved_set, training_set_of
 from recbole_foster.run import main, prepare, run
-from recbole_foster.stored_labels import compress, expand
+from recbole_foster.labels import compress, expand
 from tests.toy_data import as_argv, toy_options
 
 FAST = {"epochs": 1, "distilled_steps": 5, "distilled_eval_seeds": 1, "n_sequences": 4}

@@ -1,8 +1,9 @@
 """No import cycle between the package's modules, lazy (function-level) imports included.
 
-Only ``import`` statements count: a method's runner named by string (``"module:function"``,
-resolved by ``importlib``) is not an import. A package ``__init__`` importing its submodules is
-an edge like any other, and so is a submodule importing from its own package's ``__init__``.
+``import`` statements count, and so does a string that names a package module (``"recbole_foster.x"``
+or ``"recbole_foster.x:attr"``, resolved by ``importlib`` at run time): a registry that names
+modules by string would otherwise hide a cycle. A package ``__init__`` importing its submodules
+is an edge like any other, and so is a submodule importing from its own package's ``__init__``.
 """
 
 import ast
@@ -49,6 +50,9 @@ def imported_modules(module, path, modules):
             # ``from a.b import c``: the module a.b.c when there is one, else (a name in) a.b
             names = [f"{source}.{alias.name}" if f"{source}.{alias.name}" in modules else source
                      for alias in node.names]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.partition(":")[0] in modules:
+            names = [node.value.partition(":")[0]]  # a module named by string
         else:
             continue
         for name in names:
@@ -91,14 +95,29 @@ def find_cycle(graph):
     return None
 
 
-def test_the_graph_sees_module_level_lazy_and_package_imports():
+def test_the_graph_sees_module_level_lazy_package_and_string_imports():
     graph = import_graph()
     assert "recbole_foster.run" in graph and "recbole_foster.methods.selection" in graph
-    assert "recbole_foster.methods.saved_set" in graph["recbole_foster.run"]  # inside a function
-    assert "recbole_foster.methods" in graph["recbole_foster.methods.selection"]  # its own package
+    assert "recbole_foster.methods" in graph["recbole_foster.run"]
+    assert "recbole_foster.labels" in graph["recbole_foster.config"]  # inside a function
     assert "recbole_foster.compat" in graph["recbole_foster"]  # from recbole_foster import compat
     assert "recbole_foster.coreset.dealrec" in graph["recbole_foster.coreset"]  # __init__ -> submodule
-    assert "recbole_foster.methods.selection" not in graph["recbole_foster.methods"]  # by string only
+    assert "recbole_foster.methods.selection" in graph["recbole_foster.methods"]  # the registry imports its methods
+    assert "recbole_foster.methods.distillation" in graph["recbole_foster.validation"]  # named by string (CHOICES)
+
+
+def test_a_module_named_by_string_is_an_edge(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text('RUNNER = "recbole_foster.run:main"\nNOTE = "recbole_foster.run is the pipeline"\n')
+    modules = package_modules()
+    assert imported_modules("recbole_foster.x", str(source), modules) == {"recbole_foster.run"}
+
+
+def test_methods_are_classes_not_runner_strings():
+    from recbole_foster.methods import METHODS, Method
+
+    for method in METHODS.values():
+        assert isinstance(method, Method) and not hasattr(method, "runner"), method.name
 
 
 def test_find_cycle_finds_one():

@@ -11,7 +11,7 @@ from recbole_foster.distill.artifacts import NotASet, read_set
 from recbole_foster.methods.generation import teacher_generated_sequences
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.run import run
-from recbole_foster.stored_labels import code_rank, compress, expand, stored_bytes
+from recbole_foster.labels import code_rank, compress, expand, stored_bytes
 from tests.test_distill import FakeCatalog
 from tests.toy_data import as_argv, toy_options
 

@@ -15,8 +15,9 @@ from recbole_foster.config import uses_item_text
 __all__ = ["DatasetError", "WindowedSequentialDataset", "create_dataset", "window_rows"]
 
 
-def create_dataset(config):
-    """RecBole's ``create_dataset`` after checking files and text fields.
+def create_dataset(config, need_item_file=None):
+    """RecBole's ``create_dataset`` after checking files and text fields (``need_item_file``: the
+    run reads the item texts; by default when :func:`~recbole_foster.config.uses_item_text` says so).
 
     ``eval_protocol`` picks the split: ``loo`` (default) is RecBole's own (``eval_args.split``),
     ``global_temporal`` the paper's time-based 8:1:1 split (:mod:`recbole_foster.dataset.protocol`).
@@ -24,7 +25,7 @@ def create_dataset(config):
     ``train_window`` is on (the default) and the loss covers every position (``loss_all_positions``); otherwise the dataset is RecBole's own.
     """
     protocol = eval_protocol_of(config)
-    check_atomic_files(config, need_item_file=uses_item_text(config))
+    check_atomic_files(config, need_item_file=uses_item_text(config) if need_item_file is None else need_item_file)
     windowed = bool(getattr(config.model_class, "trains_all_positions", False) and config["train_window"]
                     and config["loss_all_positions"] is not False)
     if protocol == "global_temporal":

@@ -16,7 +16,7 @@ import torch
 from recbole_foster.dataset.sequences import draw_users, user_training_sequences
 from recbole_foster.distill.trainer import FosterDistillTrainer
 from recbole_foster.label_modes import label_mode_of
-from recbole_foster.methods.distillation import new_summary
+from recbole_foster.methods.distillation import summary_for
 from recbole_foster.real_run import AnchorRecordingTrainer, RealRun, best_epoch
 
 
@@ -24,17 +24,6 @@ def trajectory_trainer(ctx, model, folder):
     """RecBole's trainer that also saves the model after every validated epoch (FOSTER's anchors);
     DIET resumes whole stages, so it keeps no within-stage resume state."""
     return AnchorRecordingTrainer(ctx.config, model, folder, resumable=False)
-
-
-class _SeenRun:
-    """What :func:`~recbole_foster.methods.distillation.new_summary` reads of a run, for the rows seen."""
-
-    def __init__(self, ctx, teacher, seen, size, max_len):
-        self.config, self.dataset, self.logger = ctx.config, ctx.dataset, ctx.logger
-        self.teacher, self.n_sequences = teacher, size
-        seed = ctx.config["selection_seed"]
-        users, windows = user_training_sequences(seen, max_len)
-        self.random_draw = draw_users(users, windows, size, ctx.config["seed"] if seed is None else int(seed))
 
 
 def distil_seen(ctx, plan, stage, teacher, trainer, size, work_dir):
@@ -48,7 +37,9 @@ def distil_seen(ctx, plan, stage, teacher, trainer, size, work_dir):
                 "best_epoch": best_epoch(trainer.anchor_rows, bigger=config["valid_metric_bigger"] is not False)}
     real_run = RealRun(trainer.anchor_folder, manifest, trained_now=True)
     label_mode = label_mode_of(config)
-    summary, _ = new_summary(_SeenRun(ctx, teacher, seen, size, plan.max_len), label_mode)
+    users, windows = user_training_sequences(seen, plan.max_len)
+    _, warm_start = draw_users(users, windows, size, ctx.selection_seed)
+    summary, _ = summary_for(config, ctx.dataset, teacher, warm_start, label_mode, ctx.logger)
     distiller = FosterDistillTrainer(config, ctx.new_model(config["seed"]), teacher, summary, seen, real_run,
                                      real_run.anchors(config["foster_anchor_start"]), label_mode)
     checkpoint = os.path.join(work_dir, "foster.pt")

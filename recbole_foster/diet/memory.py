@@ -1,7 +1,7 @@
 """DIET's memory: real windows, each with the soft labels of the model that wrote it.
 
-Self-contained like a Random-KD set with stored labels (:mod:`recbole_foster.stored_labels`),
-kept as ``diet_label_storage`` says:
+Self-contained like a Random-KD set with stored labels (:mod:`recbole_foster.labels`),
+kept as ``diet_label_storage`` says (a storage whose ``memory`` flag is set):
 
 * ``topk``: per labelled position the ``label_topk`` largest probabilities (float16) and their
   items; the rest of the mass is spread evenly;
@@ -11,7 +11,8 @@ kept as ``diet_label_storage`` says:
 
 An entry keeps its labels until it is replaced, so the memory remembers what the models of
 earlier stages predicted. Labels are kept per entry (M, L - 1, ...), so replacing an entry is a
-row assignment; a stage's decoder is kept while an entry of that stage is.
+row assignment; a stage's decoder (a storage's ``shared_key`` tensor) is kept while an entry of
+that stage is.
 """
 
 from dataclasses import dataclass, field
@@ -19,10 +20,8 @@ from dataclasses import dataclass, field
 import torch
 
 from recbole_foster.model import students
-from recbole_foster.stored_labels import code_rank, compress, decode_text_code, expand, fit_text_code
+from recbole_foster.labels import code_rank, expand, get_storage, storage_of
 from recbole_foster.training_sets import TeacherLabelledSequences
-
-STORAGES = ("topk", "text_code")
 
 
 def label_mask(windows):
@@ -58,22 +57,18 @@ class Memory:
     decoders: dict = field(default_factory=dict)  # text_code: {stage: (r, d) float16}
 
     @classmethod
-    def labelled(cls, model, windows, users, rows, stage, k, storage="topk", item_text=None, rank=None):
-        """Windows labelled by ``model``: its next-item distribution after each prefix, kept as ``storage``."""
-        if storage not in STORAGES:
-            raise ValueError(f"diet_label_storage must be one of {STORAGES}, got {storage!r}.")
+    def labelled(cls, model, windows, users, rows, stage, k, storage="topk", item_text=None, options=None):
+        """Windows labelled by ``model``: its next-item distribution after each prefix, kept by
+        ``storage`` (a :class:`~recbole_foster.labels.base.LabelStorage` or its name; ``options``
+        for its fit, :meth:`~recbole_foster.labels.base.LabelStorage.fit_options`)."""
+        storage = get_storage(storage) if isinstance(storage, str) else storage
         windows = windows.long()
         mask = label_mask(windows)
         log_probs = students.next_item_log_probs(model, windows)
-        decoders = {}
-        if storage == "topk":
-            stored = compress(log_probs, mask, "topk", k)
-            labels = {"topk_probs": _per_entry(stored["label_topk_probs"], mask),
-                      "topk_items": _per_entry(stored["label_topk_items"], mask)}
-        else:
-            codes, decoder = fit_text_code(log_probs[mask].float(), item_text.float().to(log_probs.device), rank)
-            labels = {"codes": _per_entry(codes.half().cpu(), mask.cpu())}
-            decoders = {int(stage): decoder.half().cpu()}
+        stored = storage.compress(log_probs, mask, k, item_text, **(options or {}))
+        labels = {key[len("label_"):]: _per_entry(value, mask.cpu()) for key, value in stored.items()
+                  if key not in ("label_mask", storage.shared_key)}
+        decoders = {int(stage): stored[storage.shared_key]} if storage.shared_key else {}
         return cls(windows, users.long(), torch.as_tensor(rows).long(),
                    torch.full((len(windows),), stage, dtype=torch.long), labels, decoders)
 
@@ -86,23 +81,24 @@ class Memory:
 
     @property
     def storage(self):
-        return "text_code" if "codes" in self.labels else "topk"
+        """The name of the storage that wrote the labels."""
+        return storage_of({f"label_{key}": value for key, value in self.labels.items()}).name
 
     def stored(self):
-        """The labels in :func:`recbole_foster.stored_labels.compress`'s format (a set file holds these);
-        text codes carry one decoder per stage and, per position, which one decodes it."""
+        """The labels in the format a set file holds (``label_mask`` and ``label_*`` tensors); with a
+        shared tensor per writer (text codes' decoders), one per stage and, per position, which one."""
         mask = self.label_mask
-        if self.storage == "topk":
-            return {"label_mask": mask, "label_topk_probs": self.labels["topk_probs"][mask],
-                    "label_topk_items": self.labels["topk_items"][mask]}
-        stages = sorted(self.decoders)
-        which = torch.tensor([stages.index(int(s)) for s in self.added.tolist()], dtype=torch.uint8)
-        return {"label_mask": mask, "label_codes": self.labels["codes"][mask],
-                "label_decoder": torch.stack([self.decoders[s] for s in stages]),
-                "label_decoder_of": which.unsqueeze(1).expand_as(mask)[mask].clone()}
+        stored = {"label_mask": mask, **{f"label_{key}": value[mask] for key, value in self.labels.items()}}
+        if self.decoders:
+            stages = sorted(self.decoders)
+            which = torch.tensor([stages.index(int(s)) for s in self.added.tolist()], dtype=torch.uint8)
+            shared = storage_of(stored).shared_key
+            stored[shared] = torch.stack([self.decoders[s] for s in stages])
+            stored[f"{shared}_of"] = which.unsqueeze(1).expand_as(mask)[mask].clone()
+        return stored
 
     def target_log_probs(self, n_items, item_text=None):
-        """(M, L - 1, n_items) the stored labels as log-distributions (:func:`~recbole_foster.stored_labels.expand`)."""
+        """(M, L - 1, n_items) the stored labels as log-distributions (:func:`~recbole_foster.labels.expand`)."""
         return expand(self.stored(), n_items, item_text)[1]
 
     def training_set(self, n_items, item_text=None):
@@ -134,9 +130,6 @@ class Memory:
 
     @classmethod
     def from_state(cls, state):
-        if "labels" not in state:  # written before labels could be text codes: top-k fields at the top
-            state = {**state, "labels": {"topk_probs": state["topk_probs"], "topk_items": state["topk_items"]},
-                     "decoders": {}}
         return cls(state["windows"], state["users"], state["rows"], state["added"], dict(state["labels"]),
                    {int(s): d for s, d in state["decoders"].items()})
 

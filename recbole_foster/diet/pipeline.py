@@ -24,23 +24,22 @@ import torch
 from tqdm import tqdm
 
 from recbole_foster.diet.addressing import address, update_fraction, within_budget
-from recbole_foster.diet.checks import BASELINE_NAMES
 from recbole_foster.diet.foster_baseline import distil_seen, trajectory_trainer
 from recbole_foster.diet.influence import influence_parameters, labelled_scores, query_gradient, window_scores
-from recbole_foster.diet.memory import Memory, memory_code_rank, trained_positions
+from recbole_foster.diet.memory import Memory, trained_positions
 from recbole_foster.diet.plot import draw_stages
 from recbole_foster.diet.reservoir import reservoir_update
 from recbole_foster.diet.stages import StagePlan
 from recbole_foster.diet.state import StageStore, fingerprint
 from recbole_foster.diet.training import Cost, evaluate, fit, judge_set
-from recbole_foster.banners import banner
+from recbole_foster.console import banner
 from recbole_foster.distill.artifacts import save_windows
-from recbole_foster.methods import METHODS
+from recbole_foster.labels import get_storage, stored_bytes
+from recbole_foster.methods.distillation import Foster
 from recbole_foster.methods.set_files import common_header, describe_set
 from recbole_foster.results import jsonable, metric_subset
-from recbole_foster.stored_labels import stored_bytes
 
-BASELINES = BASELINE_NAMES  # in the order they are run and reported
+BASELINES = ("full", "finetune", "reservoir_kd", "foster")  # in the order they are run and reported
 
 
 def _cpu_state(model):
@@ -67,7 +66,7 @@ class Stage:
 class DietRun:
     """One DIET run over the stages of :class:`~recbole_foster.diet.stages.StagePlan`."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, label="DIET"):
         config = ctx.config
         self.ctx, self.config = ctx, config
         self.size, self.k = int(config["diet_memory_size"]), int(config["label_topk"])
@@ -75,20 +74,21 @@ class DietRun:
         self.baselines = [b for b in BASELINES if b in list(config["diet_baselines"])]
         self.plan = StagePlan(ctx)
         # how the memories keep their labels (the same for DIET's memory and Reservoir-KD's)
-        self.storage = config["diet_label_storage"]
+        self.storage = get_storage(config["diet_label_storage"])
         self.item_text = getattr(ctx.dataset, "item_text_embeddings", None)
-        self.rank = (memory_code_rank(self.size, int(config["MAX_ITEM_LIST_LENGTH"]), self.item_text.size(1), self.k,
-                                      self.plan.n_stages) if self.storage == "text_code" else None)
-        self.labels = {"diet": f"{METHODS['diet'].label}-{self.size}", "diet_model": "DIET model",
+        # a budget of top-k labels for every position of a full memory, written by one model per stage
+        self.fit_options = self.storage.fit_options(self.size * (int(config["MAX_ITEM_LIST_LENGTH"]) - 1),
+                                                    self.item_text, self.k, n_writers=self.plan.n_stages)
+        self.labels = {"diet": f"{label}-{self.size}", "diet_model": "DIET model",
                        "full": "Full-s", "finetune": "Fine-tune", "reservoir_kd": f"Reservoir-KD-{self.size}",
-                       "foster": f"{METHODS['foster'].label}-{self.size}"}
+                       "foster": Foster().row_label(self.size)}
         self.work_dir = os.path.join(ctx.output_dir, "stages", ".work")
         self.progress = None
 
     def labelled(self, model, st, picks):
         """A memory of the candidate windows ``picks`` of stage ``st``, labelled by ``model``."""
         return Memory.labelled(model, st.cand_windows[picks], st.cand_users[picks], st.cand_rows[picks], st.number,
-                               self.k, self.storage, self.item_text, self.rank)
+                               self.k, self.storage, self.item_text, self.fit_options)
 
     def new_model(self, state=None):
         model = self.ctx.new_model(self.seed)
@@ -359,20 +359,15 @@ class DietRun:
     def _final(self, last, memory):
         """The test numbers of the last stage, and the final memory saved as a set file."""
         ctx = self.ctx
-        ctx.config["n_sequences"] = self.size
         token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
         users = [token[u] for u in memory.users.tolist()]
-        header = {**common_header(ctx), "method": "diet", "selected_users": users, "label_storage": memory.storage,
+        header = {**common_header(ctx, self.size), "method": ctx.config["method"], "selected_users": users, "label_storage": memory.storage,
                   "diet_stages": self.plan.n_stages}
         path = save_windows(os.path.join(ctx.output_dir, "set.pt"), memory.windows, header, memory.stored())
         diet = last["methods"][self.labels["diet"]]
         table = {"Full": ctx.real_run.manifest["test"],
                  **{label: row["test"] for label, row in last["methods"].items()}}
-        return {"valid": diet["selection"], "test": diet["test"], "table": table, "label_storage": memory.storage,
+        return {"n_sequences": self.size, "valid": diet["selection"], "test": diet["test"], "table": table,
+                "label_storage": memory.storage,
                 "selected_users": users, **describe_set(ctx, path, needs_teacher=False)}
-
-
-def run_diet(ctx):
-    """``--method=diet`` (see the module docstring)."""
-    return DietRun(ctx).run()
 

@@ -7,7 +7,7 @@
 * Sets (DIET's memory, Reservoir-KD's reservoir) are judged as every small set of the package is:
   :func:`recbole_foster.evaluation.evaluate_training_set` trains fresh models on the set only,
   here seeing the stage's selection half as validation and its report half as "test"
-  (:class:`StageView`).
+  (:meth:`recbole_foster.context.RunContext.for_stage`).
 """
 
 import os
@@ -69,29 +69,6 @@ def evaluate(ctx, model, loader):
     return {k: float(v) for k, v in result.items()}
 
 
-class StageView:
-    """``ctx`` as :func:`~recbole_foster.evaluation.evaluate_training_set` should see it for one
-    stage: validation = the stage's selection half (``selection_data`` reads ``_selection_data``),
-    "test" = its report half; no phase timing of its own; keeps the models it builds, so that
-    after the last stage their best states can also be scored on the real test split."""
-
-    def __init__(self, ctx, selection, report):
-        self._ctx, self._selection_data, self.test_data = ctx, selection, report
-        self.models = []
-
-    def __getattr__(self, name):
-        return getattr(self._ctx, name)
-
-    def new_model(self, seed):
-        model = self._ctx.new_model(seed)
-        self.models.append(model)
-        return model
-
-    @contextmanager
-    def timed(self, phase):
-        yield
-
-
 def _mean_std(results):
     keys = results[0].keys()
     out = {k: float(np.mean([r[k] for r in results])) for k in keys}
@@ -103,7 +80,7 @@ def _mean_std(results):
 def judge_set(ctx, training_set, selection, report, test=None, desc="set"):
     """Fresh models trained on the set only (``distilled_*`` settings and seeds): mean and std of
     their best states on the report half (and on ``test``, when given), per-seed numbers."""
-    view = StageView(ctx, selection, report)
+    view = ctx.for_stage(selection, report)
     summary = evaluate_training_set(view, training_set, desc=desc)
     per_seed = [{"seed": r["seed"], "steps": r["steps"], "selection": metric_subset(r["valid"]),
                  "report": metric_subset(r["test"])} for r in summary["per_seed"]]
@@ -111,7 +88,7 @@ def judge_set(ctx, training_set, selection, report, test=None, desc="set"):
            "report_std": {k: summary["test"][f"{k}_std"] for k in metric_subset(summary["test"])},
            "per_seed": per_seed}
     if test is not None:
-        tests = [metric_subset(evaluate(ctx, model, test)) for model in view.models]
+        tests = [metric_subset(evaluate(ctx, model, test)) for model in view.built_models]
         for row, result in zip(per_seed, tests):
             row["test"] = result
         out["test"] = _mean_std(tests)

@@ -7,7 +7,7 @@ Two kinds of set, each one file of plain tensors plus a JSON header string, so
 * real *windows* (``recbole_foster.windows/1``): item-id sequences chosen from the data
   (Random-N, Random-KD-N, the coresets).
 
-Either may carry stored soft labels (:mod:`recbole_foster.stored_labels`). The header names the
+Either may carry stored soft labels (:mod:`recbole_foster.labels`). The header names the
 dataset, a fingerprint of the item id tokens in row order, the label mode or storage, the real-data run whose
 teacher labels a teacher-assisted set, and the text embedding the set was built on: the
 embedding table itself is *referenced* (encoder, fields, pooling and a hash of every item text)
@@ -20,14 +20,13 @@ keyed by item tokens). :func:`load_atomic_set` reads such a folder back (``--met
 
 import hashlib
 import json
-import math
 import os
 
 import torch
 
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.label_modes import label_mode_from_header
-from recbole_foster.stored_labels import STORAGES
+from recbole_foster.labels import get_storage, storage_of
 
 FORMAT = "recbole_foster.synthetic/1"
 WINDOWS_FORMAT = "recbole_foster.windows/1"
@@ -103,11 +102,7 @@ def catalog_fingerprint(dataset):
 def check_catalog(path, header, dataset):
     """The set was built on ``dataset``'s item ids and text embedding."""
     have = catalog_fingerprint(dataset)
-    if header.get("item_catalog") is not None:  # sets saved before the fingerprint kept every token
-        same, theirs = header["item_catalog"] == have, header["item_catalog"]["n_items"]
-    else:
-        tokens = header.get("item_tokens")
-        same, theirs = tokens is None or tokens == list(dataset.field2id_token[dataset.iid_field]), len(tokens or [])
+    same, theirs = header.get("item_catalog") == have, (header.get("item_catalog") or {}).get("n_items")
     if not same:
         raise ValueError(
             f"{path} was distilled on dataset '{header['dataset']}' with a different item catalog "
@@ -163,10 +158,11 @@ def stored_labels_of(payload):
 
 
 def label_storage_of(header):
-    storage = header.get("label_storage", "teacher")
-    if storage not in STORAGES:
-        raise NotASet(f"unknown label_storage {storage!r} in a saved set's header.")
-    return storage
+    """The :class:`~recbole_foster.labels.base.LabelStorage` a saved set's header names."""
+    try:
+        return get_storage(header.get("label_storage", "teacher"))
+    except ValueError:
+        raise NotASet(f"unknown label_storage {header.get('label_storage')!r} in a saved set's header.") from None
 
 
 def hard_sequences(probs, mode="top1", seed=0):
@@ -229,7 +225,7 @@ def write_atomic_sequences(folder, name, items, user_tokens, item_tokens, item_t
 def write_soft_labels(path, items, user_tokens, item_tokens, labels, header=None):
     """The sidecar of an exported set: one soft label per labelled ``.inter`` row, keyed by tokens.
 
-    ``labels`` are :func:`recbole_foster.stored_labels.compress` tensors whose ``label_mask`` is
+    ``labels`` are :meth:`~recbole_foster.labels.base.LabelStorage.compress` tensors whose ``label_mask`` is
     (m, L) over the positions of ``items`` (True: the item at that position has a soft label).
     Internal ids are replaced by indices into ``item_tokens[1:]`` (the catalog without padding,
     stored once in the header), so the file means the same to any loader of the atomic files;
@@ -241,26 +237,17 @@ def write_soft_labels(path, items, user_tokens, item_tokens, labels, header=None
     rows = mask.nonzero()  # row-major, the order compress() stored the labels in
     positions = ((items > 0).long().cumsum(1) - 1)[rows[:, 0], rows[:, 1]]  # rank among the row's items
     catalog = [str(t) for t in item_tokens[1:]]
-    storage = "dense" if "label_log_probs" in labels else "text_code" if "label_codes" in labels else "topk"
+    storage = storage_of(labels)
+    fields, tensors = storage.to_sidecar(labels)
     payload = {
         "header": {
-            "format": SOFT_LABELS_FORMAT, **(header or {}), "storage": storage,
-            "k": int(labels["label_topk_items"].size(-1)) if storage == "topk" else None,
+            "format": SOFT_LABELS_FORMAT, **(header or {}), "storage": storage.name, "k": fields.get("k"),
             "n_labels": len(rows), "item_tokens": catalog, "user_tokens": [str(u) for u in user_tokens],
         },
         "user": rows[:, 0].int(),
         "position": positions.int(),
+        **tensors,
     }
-    if storage == "dense":
-        payload["log_probs"] = labels["label_log_probs"][:, 1:].float()
-    elif storage == "text_code":  # decoded over the item texts, whatever ids a loader gives the items
-        payload["codes"] = labels["label_codes"].half()
-        payload["decoder"] = labels["label_decoder"].half()  # (r, d), or (S, r, d) with each label's decoder_of
-        if "label_decoder_of" in labels:
-            payload["decoder_of"] = labels["label_decoder_of"].to(torch.uint8)
-    else:
-        payload["topk_items"] = (labels["label_topk_items"] - 1).int()
-        payload["topk_probs"] = labels["label_topk_probs"].half()
     return _save(path, payload)
 
 
@@ -312,7 +299,7 @@ def load_atomic_set(folder, dataset, max_len):
 
     Item tokens map to the loaded dataset's ids; a token it does not know is a ValueError naming
     how many and one of them. The sidecar's labels, if present, come back as the
-    :func:`~recbole_foster.stored_labels.compress` tensors of the windows' positions 1..L-1 (index t
+    :meth:`~recbole_foster.labels.base.LabelStorage.compress` tensors of the windows' positions 1..L-1 (index t
     labels position t + 1), exactly what a ``set.pt`` with stored labels holds, so the set trains as a
     :class:`~recbole_foster.training_sets.TeacherLabelledSequences`; without a sidecar they are empty.
     """
@@ -371,19 +358,12 @@ def _stored_labels(path, header, payload, users, item_seqs, dataset):
                          "each user's first exactly once.")
     order = torch.argsort(rows * item_seqs.size(1) + positions)  # compress() keeps labels in row-major order
     ids = torch.tensor([token_id[t] for t in theirs])  # sidecar item index -> loaded id
-    if header["storage"] == "text_code":
-        key = getattr(dataset, "text_embedding_key", None)
-        if key != header.get("text_embedding_key"):
-            raise ValueError(f"{path} holds labels as codes over the item texts embedded by "
-                             f"{header.get('text_encoder')!r}, but this run embeds them differently; evaluate it "
-                             "with the --text_encoder (and text fields) it was exported with.")
-        stored = {"label_mask": mask, "label_codes": payload["codes"][order], "label_decoder": payload["decoder"]}
-        if "decoder_of" in payload:
-            stored["label_decoder_of"] = payload["decoder_of"][order]
-        return stored
-    if header["storage"] == "dense":
-        log_probs = torch.full((len(rows), n_catalog + 1), -math.inf)
-        log_probs[:, ids] = payload["log_probs"].float()
-        return {"label_mask": mask, "label_log_probs": log_probs[order]}
-    return {"label_mask": mask, "label_topk_items": ids[payload["topk_items"].long()][order].int(),
-            "label_topk_probs": payload["topk_probs"][order]}
+    try:
+        storage = get_storage(header["storage"])
+    except ValueError:
+        raise NotASet(f"{path} holds labels of an unknown storage {header['storage']!r}.") from None
+    if storage.needs_item_text and getattr(dataset, "text_embedding_key", None) != header.get("text_embedding_key"):
+        raise ValueError(f"{path} holds labels as codes over the item texts embedded by "
+                         f"{header.get('text_encoder')!r}, but this run embeds them differently; evaluate it "
+                         "with the --text_encoder (and text fields) it was exported with.")
+    return {"label_mask": mask, **storage.from_sidecar(header, payload, order, ids, n_catalog)}

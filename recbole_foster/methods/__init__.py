@@ -1,71 +1,69 @@
-"""Stage 5 of a run: the method that builds (or re-reads) a small training set, or trains on all data.
+"""The registry of ``--method`` names: one :class:`~recbole_foster.methods.base.Method` per name.
 
-``METHODS`` is the one registry of ``--method`` names: the command line, ``--help``,
-``benchmarks/paper_table.py``, ``benchmarks/ablation.py`` and the docs all read it. A runner
-takes the run's :class:`~recbole_foster.run.RunContext` (data, the real-data run, the Random-N
-draw) and returns the part of results.json it owns.
+``METHODS`` (name -> method) is what the command line, ``--help``, the benchmark scripts and the
+docs read. The built-in methods are registered here, one file each; a method of another
+package is added with :func:`register_method`, published under the entry point group
+``recbole_foster.methods``, or named on the command line as ``--method=package.module:ClassName``
+(:func:`get_method` imports it). docs/extending.md shows how to write one.
 """
 
 import importlib
-from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from recbole_foster.diet.method import Diet
+from recbole_foster.methods.base import MODEL_SUPPORT, SELF_CONTAINED, TEACHER_ASSISTED, Method
+from recbole_foster.methods.distillation import TD3, Foster
+from recbole_foster.methods.full import Full
+from recbole_foster.methods.generation import GenerateKD
+from recbole_foster.methods.saved_set import Eval
+from recbole_foster.methods.selection import DEALRec, GORACS, KCenter, KCenterKD, Random, RandomKD
+
+__all__ = ["ENTRY_POINT_GROUP", "METHODS", "MODEL_SUPPORT", "Method", "SELF_CONTAINED", "TEACHER_ASSISTED",
+           "get_method", "register_method"]
+
+ENTRY_POINT_GROUP = "recbole_foster.methods"
+METHODS = {}
 
 
-@dataclass(frozen=True)
-class Method:
-    name: str
-    label: str  # how the method's rows are named in tables ("FOSTER" -> "FOSTER-20")
-    runner: str  # "module:function", imported when the method runs
-    summary: str  # one line for --help and the docs
-    small_set: bool = True  # builds a set of n_sequences sequences (False: full, eval)
-    models: str = "student"  # which --model it runs with: any | student | causal | TextSASRec (MODEL_SUPPORT)
-
-    def run(self, ctx):
-        module, function = self.runner.split(":")
-        return getattr(importlib.import_module(module), function)(ctx)
-
-    def row_label(self, n):
-        return f"{self.label}-{n}" if self.small_set and n else self.label
+def register_method(method):
+    """Register a :class:`Method` subclass (or instance) under its ``name``; returns it, so it can
+    decorate a class. A later registration of a name replaces the earlier one."""
+    instance = method() if isinstance(method, type) else method
+    if not isinstance(instance, Method) or not instance.name or not instance.label:
+        raise TypeError(f"{method!r} is not a recbole_foster Method with a name and a label.")
+    METHODS[instance.name] = instance
+    return method
 
 
-# What each ``models`` value admits (checked by validation.check_model_for_method before data loading).
-MODEL_SUPPORT = {
-    "any": "any RecBole or recbole_foster model",
-    "student": "a model that trains on small sets: SASRec, GRU4Rec, NARM, BERT4Rec or their text forms "
-               "TextSASRec, TextGRU4Rec, TextNARM, TextBERT4Rec",
-    "causal": "a left-to-right model (its per-position states rank the candidates): SASRec, GRU4Rec, NARM, "
-              "TextSASRec, TextGRU4Rec, TextNARM",
-    "TextSASRec": "TextSASRec (the distillation and generation code is written for it)",
-}
+for _method in (Full, Random, RandomKD, KCenter, DEALRec, GORACS, KCenterKD, GenerateKD, TD3, Foster, Diet, Eval):
+    register_method(_method)
 
-_M = "recbole_foster.methods."
-METHODS = {m.name: m for m in [
-    Method("full", "Full", _M + "full:run_full", "train on all real training data (also the teacher)",
-           small_set=False, models="any"),
-    Method("random", "Random", _M + "selection:run_random", "n_sequences random real user windows, next-item labels"),
-    Method("random_kd", "Random-KD", _M + "selection:run_random_kd",
-           "the same windows trained on the teacher's soft next-item labels (needs the teacher)"),
-    Method("kcenter", "K-Center", _M + "selection:run_coreset", "coreset: greedy k-center on the teacher's user states",
-           models="causal"),
-    Method("dealrec", "DEALRec", _M + "selection:run_coreset", "coreset: DEALRec influence + effort score strata",
-           models="causal"),
-    Method("goracs", "GORACS", _M + "selection:run_coreset", "coreset: GORACS optimal-transport match to validation",
-           models="causal"),
-    Method("kcenter_kd", "K-Center-KD", _M + "selection:run_kcenter_kd",
-           "K-Center's windows (coverage of the teacher's user states) with the teacher's labels (label_storage)",
-           models="causal"),
-    Method("generate_kd", "Generate-KD", _M + "generation:run_generate_kd",
-           "N sequences sampled from the teacher, with the teacher's labels (label_storage)",
-           models="TextSASRec"),
-    Method("td3", "TD3", _M + "distillation:run_td3",
-           "the FOSTER summary distilled by TD3's RaT-BPTT (second order through a window)",
-           models="TextSASRec"),
-    Method("foster", "FOSTER", _M + "distillation:run_foster",
-           "distil n_sequences synthetic soft sequences (first-order BOME; the paper's method)",
-           models="TextSASRec"),
-    Method("diet", "DIET", "recbole_foster.diet.pipeline:run_diet",
-           "a streaming memory of real windows with stored labels, updated stage by stage over time by "
-           "influence-aware addressing, beside Full-s, Fine-tune and Reservoir-KD (global_temporal only)",
-           small_set=False, models="causal"),
-    Method("eval", "Saved set", _M + "saved_set:run_eval", "train on a saved set (--synthetic=PATH) and report",
-           small_set=False),
-]}
+
+def _load_entry_points():
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name not in METHODS:
+            register_method(point.load())
+
+
+def get_method(name):
+    """The method ``--method=name`` names: a registered name, one published under the entry point
+    group, or ``package.module:ClassName`` (imported and registered under the class's ``name``).
+    Raises ValueError saying what is wrong."""
+    if name in METHODS:
+        return METHODS[name]
+    if ":" in name:
+        module_name, _, class_name = name.partition(":")
+        try:
+            method = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"--method={name}: cannot import {class_name} from {module_name} ({error}).") from None
+        try:
+            register_method(method)
+        except TypeError as error:
+            raise ValueError(f"--method={name}: {error}") from None
+        return METHODS[(method() if isinstance(method, type) else method).name]
+    _load_entry_points()
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(sorted(METHODS))}, "
+                         "or name your own as --method=package.module:ClassName.")
+    return METHODS[name]

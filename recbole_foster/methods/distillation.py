@@ -14,59 +14,117 @@ from recbole_foster.distill.artifacts import hard_sequences, save_synthetic
 from recbole_foster.distill.bome import negative_gap_share
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, mean_entropy
 from recbole_foster.evaluation import evaluate_training_set
-from recbole_foster.label_modes import label_mode_of
-from recbole_foster.methods import METHODS
+from recbole_foster.cli import CLIError
+from recbole_foster.distill.td3 import TD3DistillTrainer
+from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.label_modes import MODES, label_mode_of
+from recbole_foster.labels import get_storage
+from recbole_foster.methods.base import Method
+from recbole_foster.methods.selection import PROPERTIES, Random
 from recbole_foster.methods.set_files import common_header, describe_set, export_set
-from recbole_foster.stored_labels import compress
 from recbole_foster.training_sets import HardSequences
-from recbole_foster.validation import CHECKPOINT_FILE
 
 INITS = ("real", "random")
+CHECKPOINT_FILE = "distill_checkpoint.pt"  # what a distillation writes into its output folder to resume
 
 
-def run_foster(ctx):
-    """Distil ``n_sequences`` synthetic sequences with FOSTER, then judge them (and Random-N)."""
-    from recbole_foster.distill.trainer import FosterDistillTrainer
+class Distillation(Method):
+    """Distil ``n_sequences`` synthetic sequences with ``trainer_class``, then judge them (and Random-N)."""
 
-    return distill_and_evaluate(ctx, FosterDistillTrainer)
+    models, resumable = "TextSASRec", True
+    config_file = os.path.join(PROPERTIES, "foster.yaml")
+    trainer_class = None
+
+    def label_storage(self, config):
+        """Labels made by the teacher are kept as ``label_storage`` says; the other label modes
+        keep theirs in the summary."""
+        mode = MODES.get(config["foster_targets"])
+        return get_storage(config["label_storage"] if mode is not None and mode.needs_teacher else "summary")
+
+    def check(self, config):
+        mode = MODES.get(config["foster_targets"])
+        if mode is not None and mode.needs_real_init and config["foster_init"] != "real":
+            raise CLIError(f"--foster_targets={config['foster_targets']} keeps labels fitted to real users: "
+                           f"it needs --foster_init=real, not {config['foster_init']!r}.")
+        if config["resume"] is True:
+            checkpoint = os.path.join(config["output_dir"], CHECKPOINT_FILE)
+            if not os.path.isfile(checkpoint):
+                raise CLIError(f"--resume: no distillation checkpoint at {checkpoint}; run without --resume first "
+                               "(or pass the --output_dir of the interrupted run).")
+
+    def check_data(self, ctx):
+        super().check_data(ctx)
+        sampled, catalog = ctx.config["n_sampled_items"], ctx.dataset.item_num - 1
+        if sampled is not None and sampled > catalog:
+            from recbole_foster.errors import DatasetError
+
+            raise DatasetError(f"--n_sampled_items={sampled} but the catalog has only {catalog} items; "
+                               f"choose at most {catalog}.")
+
+    def banner_lines(self, ctx):
+        config, n = ctx.config, ctx.n_sequences
+        title, lines = super().banner_lines(ctx)
+        random = Random().row_label(n)
+        start = f"warm start from the {random} users' windows" if config["foster_init"] == "real" else "random start"
+        beside = f", and {random} beside it." if config["foster_compare_random"] else "."
+        lines.append(f"{config['foster_outer_steps']} outer steps, {start}, labels: foster_targets="
+                     f"{config['foster_targets']}; then the set is saved (synthetic.pt) and evaluated{beside}")
+        return title, lines
+
+    def evaluated_sets(self, config, n):
+        return super().evaluated_sets(config, n) + ([Random().row_label(n)] if config["foster_compare_random"] else [])
+
+    def run(self, ctx):
+        return distill_and_evaluate(ctx, self.trainer_class, self.row_label(ctx.n_sequences))
 
 
-def run_td3(ctx):
-    """The same summary distilled by TD3's RaT-BPTT (second order through a window)."""
-    from recbole_foster.distill.td3 import TD3DistillTrainer
+class Foster(Distillation):
+    name, label = "foster", "FOSTER"
+    summary = "distil n_sequences synthetic soft sequences (first-order BOME; the paper's method)"
+    trainer_class = FosterDistillTrainer
 
-    return distill_and_evaluate(ctx, TD3DistillTrainer)
+
+class TD3(Distillation):
+    name, label = "td3", "TD3"
+    summary = "the FOSTER summary distilled by TD3's RaT-BPTT (second order through a window)"
+    config_file = os.path.join(PROPERTIES, "td3.yaml")
+    trainer_class = TD3DistillTrainer
 
 
 def new_summary(ctx, label_mode):
-    """A Tucker summary of ``n_sequences`` sequences, warm-started from the run's Random-N draw.
+    """:func:`summary_for` the run's Random-N draw and teacher."""
+    return summary_for(ctx.config, ctx.dataset, ctx.teacher, ctx.random_draw[1], label_mode, ctx.logger)
+
+
+def summary_for(config, dataset, teacher, windows, label_mode, logger):
+    """A Tucker summary of ``len(windows)`` sequences, warm-started from the real ``windows``.
 
     ``foster_init: real`` fits the factors to the Random-N users' windows, then lets the label
     mode fit its labels (``separate``/``fixed``: the teacher's predictions for those users);
     ``random`` is TD3's random init. Returns ``(summary, top-1 agreement of the warm start or None)``.
     """
-    config, n = ctx.config, ctx.n_sequences
+    n = len(windows)
     if config["foster_init"] not in INITS:
         raise ValueError(f"foster_init must be one of {INITS}, got {config['foster_init']!r}.")
     summary = SyntheticSummary(
-        item_factor_from_text(ctx.dataset.item_text_embeddings).to(config["device"]), n,
+        item_factor_from_text(dataset.item_text_embeddings).to(config["device"]), n,
         config["foster_seq_len"] or config["MAX_ITEM_LIST_LENGTH"],
         config["foster_user_rank"], config["foster_time_rank"], config["foster_temperature"],
         separate_targets=label_mode.separate_targets,
     ).to(config["device"])
     if config["foster_init"] == "random":
         return summary, None
-    _, sequences = ctx.random_draw
+    sequences = windows
     width = summary.seq_len
     init = torch.zeros(n, width, dtype=torch.long)
     init[:, : min(width, sequences.size(1))] = sequences[:, :width]
     generator = torch.Generator().manual_seed(config["seed"])
     fit = summary.fit_to_sequences(init, generator=generator)
-    ctx.logger.info(f"Synthetic data initialised from {n} real users' sequences (top-1 fit {fit:.3f})")
-    kl = label_mode.init_targets(summary, ctx.teacher, init.to(config["device"]),
+    logger.info(f"Synthetic data initialised from {n} real users' sequences (top-1 fit {fit:.3f})")
+    kl = label_mode.init_targets(summary, teacher, init.to(config["device"]),
                                  config["foster_target_fit_steps"], generator)
     if kl is not None:
-        ctx.logger.info(f"Synthetic targets initialised from the teacher's predictions (KL {kl:.3f})")
+        logger.info(f"Synthetic targets initialised from the teacher's predictions (KL {kl:.3f})")
     return summary, fit
 
 
@@ -94,15 +152,14 @@ def export_soft_set(ctx, soft, probs, stored=None, teacher_assisted=False):
         targets = torch.cat([torch.full_like(targets[..., :1], -math.inf), targets], dim=-1)  # padding column
         mask = torch.ones(targets.shape[:2], dtype=torch.bool)
         mask[:, 0] = False  # position 0 is never a target
-        stored = compress(targets, mask, "topk", min(int(ctx.config["label_topk"]), targets.size(-1) - 2))
+        stored = get_storage("topk").compress(targets, mask, min(int(ctx.config["label_topk"]), targets.size(-1) - 2))
     users = [f"synthetic_{u}" for u in range(len(items))]
     return export_set(ctx, items, users, None if teacher_assisted else stored, teacher_assisted)
 
 
-def distill_and_evaluate(ctx, trainer_class):
+def distill_and_evaluate(ctx, trainer_class, label):
     """Distil with ``trainer_class`` (resumable), save the set, judge it (and Random-N)."""
     config, n = ctx.config, ctx.n_sequences
-    label = METHODS[config["method"]].row_label(n)
     label_mode = label_mode_of(config)
     summary, init_fit = new_summary(ctx, label_mode)
     trainer = trainer_class(config, ctx.new_model(config["seed"]), ctx.teacher, summary, ctx.train_data.dataset,
@@ -121,21 +178,20 @@ def distill_and_evaluate(ctx, trainer_class):
 
     # Labels of a teacher-labelled summary are kept as label_storage says; the other modes carry
     # their labels in the summary itself.
-    storage, stored = "summary", None
+    storage, stored = ctx.method.label_storage(config), None
     item_text = getattr(ctx.dataset, "item_text_embeddings", None)
-    if label_mode.needs_teacher:
-        storage = config["label_storage"]
-        if storage != "teacher":  # the teacher labels the set at training time: nothing to store
-            stored = label_mode.stored_labels(summary, ctx.teacher, config["device"], storage, config["label_topk"],
-                                              item_text)
-    path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary, set_header(ctx, label_mode, storage),
+    if label_mode.needs_teacher and not storage.needs_teacher:  # else the teacher labels the set: nothing stored
+        stored = label_mode.stored_labels(summary, ctx.teacher, config["device"], storage.name, config["label_topk"],
+                                          item_text)
+    path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary,
+                          set_header(ctx, label_mode, storage.name),
                           stored, standalone=bool(config["set_standalone"]))
     soft, probs = label_mode.training_set(summary, ctx.teacher, config["device"], stored, item_text)
     result = evaluate_training_set(ctx, soft, desc=label)
     table = {"Full": ctx.real_run.manifest["test"], label: result["test"]}
     random_result = None
     if config["foster_compare_random"]:
-        random_label = METHODS["random"].row_label(n)
+        random_label = Random().row_label(n)
         random_result = evaluate_training_set(ctx, HardSequences(ctx.random_draw[1]), desc=random_label)
         table[random_label] = random_result["test"]
     history = trainer.history
@@ -149,10 +205,10 @@ def distill_and_evaluate(ctx, trainer_class):
         "resumed_at_step": resumed_at,
         **result,
         "label_mode": label_mode.name,
-        "label_storage": storage,
-        **describe_set(ctx, path, needs_teacher=storage == "teacher"),
+        "label_storage": storage.name,
+        **describe_set(ctx, path, needs_teacher=storage.needs_teacher),
         "synthetic": path,
-        **export_soft_set(ctx, soft, probs, stored, teacher_assisted=storage == "teacher"),
+        **export_soft_set(ctx, soft, probs, stored, teacher_assisted=storage.needs_teacher),
         "final_entropy": float(mean_entropy(probs[..., 1:])),
         "init_top1_fit": init_fit,
         "full": ctx.real_run.full_metrics,

@@ -11,8 +11,7 @@ sequences follow the teacher's view of the data, so each stored label agrees wit
 
 import torch
 
-from recbole_foster.methods import METHODS
-from recbole_foster.methods.selection import save_and_judge, teacher_labelled
+from recbole_foster.methods.selection import TeacherLabelled, save_and_judge, teacher_labelled
 
 
 @torch.no_grad()
@@ -32,12 +31,17 @@ def teacher_generated_sequences(teacher, first_items, length, temperature, gener
     return seqs.cpu()
 
 
-def run_generate_kd(ctx):
-    config = ctx.config
-    users, windows = ctx.random_draw
-    generator = torch.Generator().manual_seed(ctx.selection_seed)
-    with ctx.timed("select"):
-        sequences = teacher_generated_sequences(ctx.teacher, windows[:, 0], config["MAX_ITEM_LIST_LENGTH"],
-                                                float(config["generate_temperature"]), generator)
-    label = METHODS["generate_kd"].row_label(len(sequences))
-    return save_and_judge(ctx, label, sequences, users, *teacher_labelled(ctx, sequences))
+class GenerateKD(TeacherLabelled):
+    name, label = "generate_kd", "Generate-KD"
+    summary = "N sequences sampled from the teacher, with the teacher's labels (label_storage)"
+    models = "TextSASRec"
+
+    def run(self, ctx):
+        config = ctx.config
+        users, windows = ctx.random_draw
+        generator = torch.Generator().manual_seed(ctx.selection_seed)
+        with ctx.timed("select"):
+            sequences = teacher_generated_sequences(ctx.teacher, windows[:, 0], config["MAX_ITEM_LIST_LENGTH"],
+                                                    float(config["generate_temperature"]), generator)
+        return save_and_judge(ctx, self.row_label(len(sequences)), sequences, users,
+                              *teacher_labelled(ctx, sequences))

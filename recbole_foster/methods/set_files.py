@@ -14,8 +14,9 @@ from recbole_foster.text_embedding import item_texts, text_fields_of
 SELF_CONTAINED, TEACHER_ASSISTED = "self-contained", "teacher-assisted"
 
 
-def common_header(ctx):
-    """The header fields every saved set shares (data, catalog, text embedding, teacher run)."""
+def common_header(ctx, n_sequences=None):
+    """The header fields every saved set shares (data, catalog, text embedding, teacher run);
+    ``n_sequences``: the set's size when it is not the run's ``n_sequences``."""
     return {
         "dataset": ctx.config["dataset"],
         "model": ctx.config["model"],  # the model whose real-data run built (and, if any, labels) the set
@@ -23,7 +24,7 @@ def common_header(ctx):
         "text_encoder": ctx.text_encoder,
         "text_fields": text_fields_of(ctx.config),
         "text_embedding_key": getattr(ctx.dataset, "text_embedding_key", None),
-        "n_sequences": ctx.n_sequences,
+        "n_sequences": ctx.n_sequences if n_sequences is None else n_sequences,
         "seed": ctx.config["seed"],
         "teacher_run": ctx.real_run.name,  # whose predictions label a teacher-assisted set
     }
