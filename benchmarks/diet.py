@@ -1,4 +1,4 @@
-"""DIET over time stages (issue 17): the per-stage table and the issue's targets, from one run.
+"""DIET over time stages: the per-stage table and the DIET targets, from one run.
 
     python benchmarks/diet.py --dataset=amazon-games --data_path=../shared/data \
         --config_files=benchmarks/configs/amazon-games-temporal-cpu.yaml
@@ -13,7 +13,7 @@ for a model at every stage (a set: keeping it current plus one fresh model train
 a share of Full-s's, the cost of retraining), and the seconds of one model (a set: one fresh
 model trained on it, the paper's "model iteration"; a model: its training) as a share of one
 Full-s retrain; then every method's test numbers after the last stage, and
-per stage whether DIET meets the issue's targets (>= 95% of Full-s's NDCG@10, memory <= 2% of the
+per stage whether DIET meets the DIET targets (>= 95% of Full-s's NDCG@10, memory <= 2% of the
 interactions seen, <= 10% of Full-s's cumulative cost, above Reservoir-KD). A DIET run resumes per
 stage, so rerunning the same command after an interruption continues it. ``--compare`` tables
 the memory of other runs over the same stages (an ablation of ``diet_update_fraction`` or
@@ -73,7 +73,7 @@ def stage_rows(results, reference="Full-s"):
 
 
 def targets(results, diet_label=None, reservoir_label=None):
-    """Per stage: does DIET's memory meet each of the issue's targets (None where it cannot be told)."""
+    """Per stage: does DIET's memory meet each of the DIET targets (None where it cannot be told)."""
     size = results["diet"]["diet_memory_size"]
     diet_label = diet_label or f"DIET-{size}"
     reservoir_label = reservoir_label or f"Reservoir-KD-{size}"

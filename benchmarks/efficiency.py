@@ -30,13 +30,14 @@ from torch.profiler import ProfilerActivity, profile
 
 from common import command_of, figure, parse, parser_of, save  # beside this script
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
-from recbole_foster.distill.td3 import TD3DistillTrainer
-from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.distill.bome import BomeSolver
+from recbole_foster.distill.loop import DistillationLoop
+from recbole_foster.distill.td3 import TD3Solver
 from recbole_foster.label_modes import MODES
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.run import prepare
 
-TRAINERS = {"foster": FosterDistillTrainer, "td3": TD3DistillTrainer}
+SOLVERS = {"foster": BomeSolver, "td3": TD3Solver}
 
 
 def traced_peak_mb(fn, device):
@@ -97,11 +98,7 @@ def build(ctx, method, sampled, catalog, real_dataset):
                                config["n_sequences"] or 20, config["foster_seq_len"],
                                config["foster_user_rank"], config["foster_time_rank"],
                                config["foster_temperature"]).to(config["device"])
-    trainer = TRAINERS[method](config, model, teacher, summary, real_dataset, None, [], MODES["coupled"])
-    trainer.model.eval()
-    trainer.inner_model.eval()
-    trainer.current_anchor = None
-    return trainer
+    return DistillationLoop(config, model, teacher, summary, real_dataset, None, [], MODES["coupled"], SOLVERS[method])
 
 
 def measure(trainer, timed_steps, device):

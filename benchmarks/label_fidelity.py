@@ -11,14 +11,15 @@ run any small-set method first). Explains the budget curve: the text codes' deco
 cost, so at small N the rank, and with it the fidelity, drops. Writes ``<out>/<dataset>.json``.
 """
 
+import dataclasses
 import json
 import os
 import sys
 
 from common import command_of, parse, parser_of  # beside this script
 from recbole_foster.model import students
-from recbole_foster.run import prepare, prepare_method_inputs
-from recbole_foster.stored_labels import compress, expand, label_kl
+from recbole_foster.labels import compress, expand, label_kl
+from recbole_foster.run import prepare, with_method_inputs
 from recbole_foster.training_sets import TeacherLabelledSequences
 
 
@@ -33,12 +34,12 @@ def main(argv):
     except ValueError as error:
         parser.error(str(error))
     ctx = prepare(options)
-    prepare_method_inputs(ctx)  # the cached teacher (trains it if it is not cached)
+    ctx = with_method_inputs(ctx)  # the cached teacher (trains it if it is not cached)
     item_text, k = ctx.dataset.item_text_embeddings, int(ctx.config["label_topk"])
     rows = []
     for n in budgets:
         ctx.config["n_sequences"] = n
-        ctx.__dict__.pop("random_draw", None)  # draw again for this N, with the run's selection_seed
+        ctx = dataclasses.replace(ctx, _random_draw=None)  # draw again for this N, with the run's selection_seed
         _, windows = ctx.random_draw
         labelled = TeacherLabelledSequences(windows, students.next_item_log_probs(ctx.teacher, windows))
         log_probs, mask = labelled.target_log_probs, labelled.label_mask

@@ -21,7 +21,7 @@ import sys
 
 from common import command_of, figure, parse, parser_of, save  # beside this script
 from recbole_foster.run import run
-from recbole_foster.validation import CHECKPOINT_FILE
+from recbole_foster.methods.distillation import CHECKPOINT_FILE
 
 
 def point(steps, results, previous_steps, seeds):

@@ -1,4 +1,4 @@
-"""Transfer: how other RecBole models learn from small sets built with TextSASRec (issue 16).
+"""Transfer: how other RecBole models learn from small sets built with TextSASRec.
 
     python benchmarks/transfer.py --dataset=ml-100k --seeds=3
     python benchmarks/transfer.py --dataset=amazon-games --data_path=../shared/data \

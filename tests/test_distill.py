@@ -11,7 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from recbole_foster.distill.artifacts import catalog_fingerprint, load_synthetic, save_synthetic
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, sample_items
-from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.distill.bome import BomeSolver
+from recbole_foster.distill.loop import DistillationLoop
 from recbole_foster.label_modes import MODES
 from recbole_foster.model.text_sasrec import TextSASRec
 from recbole_foster.run import prepare, run
@@ -60,13 +61,11 @@ def make_trainer(ctx, n_items, n_sequences=4):
     model, teacher = TextSASRec(config, catalog), TextSASRec(config, catalog)
     summary = SyntheticSummary(item_factor_from_text(catalog.item_text_embeddings), n_sequences,
                                config["foster_seq_len"], 4, 4)
-    return FosterDistillTrainer(config, model, teacher, summary, ctx.train_data.dataset, None, [], MODES["coupled"])
+    return DistillationLoop(config, model, teacher, summary, ctx.train_data.dataset, None, [], MODES["coupled"],
+                            BomeSolver)
 
 
 def measure_outer_step(trainer):
-    trainer.model.eval()
-    trainer.inner_model.eval()
-    trainer.current_anchor = None
     trainer.outer_step()  # warm-up (includes the reset at step 0)
     largest, flops = LargestNewTensor(), FlopCounterMode(display=False)
     with largest, flops:
@@ -116,16 +115,16 @@ def test_synthetic_set_save_load_round_trip(ctx, tmp_path):
 
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(ctx, tmp_path):
     straight = make_trainer(ctx, 500)
-    straight.fit(show_progress=False)
+    straight.run(show_progress=False)
 
     first = make_trainer(ctx, 500)
-    first.fit(show_progress=False, stop_after=4)
+    first.run(show_progress=False, stop_after=4)
     path = str(tmp_path / "ckpt.pt")
     first.save_checkpoint(path)
     torch.manual_seed(123)  # a new process would start from another RNG state
     resumed = make_trainer(ctx, 500)
     resumed.load_checkpoint(path)
-    resumed.fit(show_progress=False)
+    resumed.run(show_progress=False)
 
     assert resumed.step == straight.step == ctx.config["foster_outer_steps"]
     for a, b in zip(straight.summary.parameters(), resumed.summary.parameters()):
@@ -194,7 +193,7 @@ def test_anchor_rows_skip_early_epochs_and_overfitted_ones():
 
 
 def test_kmeans_ablation_uses_one_fixed_subset_of_cluster_representatives():
-    from recbole_foster.distill.trainer import kmeans_item_subset
+    from recbole_foster.distill.loop import kmeans_item_subset
 
     generator = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 8, generator=generator) * 10
@@ -214,8 +213,8 @@ def test_reset_modes(ctx):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     ctx.config["foster_reset"] = "bogus"
     with pytest.raises(ValueError, match="foster_reset"):
-        FosterDistillTrainer(ctx.config, trainer.model, trainer.teacher, trainer.summary,
-                             ctx.train_data.dataset, None, [], MODES["coupled"])
+        DistillationLoop(ctx.config, trainer.model, trainer.teacher, trainer.summary,
+                         ctx.train_data.dataset, None, [], MODES["coupled"], BomeSolver)
     ctx.config["foster_reset"] = "random"
 
 
@@ -316,9 +315,6 @@ def test_fixed_targets_stay_put_while_the_inputs_are_distilled(ctx, tmp_path):
     assert all(p is not summary.target_core for p in summary.trainable_parameters())
     labels_before = summary.full_target_log_probabilities().clone()
     inputs_before = summary.full_log_probabilities().clone()
-    trainer.model.eval()
-    trainer.inner_model.eval()
-    trainer.current_anchor = None
     for _ in range(3):
         trainer.outer_step()
     assert torch.equal(summary.full_target_log_probabilities(), labels_before)

@@ -5,7 +5,7 @@ import struct
 
 import pytest
 
-from recbole_foster import banners
+from recbole_foster.legend import table_legend
 from recbole_foster.plot import combined_rows
 from recbole_foster.plot import main as plot_main
 from recbole_foster.report import write_report
@@ -95,12 +95,12 @@ def test_table_legend_names_every_row_and_the_spread():
         pass
 
     config = Config(model="TextSASRec", n_sequences=20, distilled_eval_seeds=3, synthetic=None)
-    legend = banners.table_legend(foster_results()["table"], config)
+    legend = table_legend(foster_results()["table"], config)
     assert "Full       TextSASRec trained on all real training data" in legend
     assert "FOSTER-20  distil 20 synthetic soft sequences" in legend
     assert "Random-20  20 random real user windows" in legend
     assert "± = standard deviation over the 3 evaluation seeds" in legend
-    kd = banners.table_legend({"Random-KD-5": small_set(1)}, config)
+    kd = table_legend({"Random-KD-5": small_set(1)}, config)
     assert "Random-KD-5  the same windows trained on the teacher's soft next-item labels" in kd
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from recbole_foster.dataset.sequences import draw_users, user_training_sequences
-from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.distill.bome import BomeSolver
+from recbole_foster.distill.loop import DistillationLoop
 from recbole_foster.label_modes import label_mode_of
 from recbole_foster.methods.distillation import summary_for
 from recbole_foster.real_run import AnchorRecordingTrainer, RealRun, best_epoch
@@ -40,10 +41,10 @@ def distil_seen(ctx, plan, stage, teacher, trainer, size, work_dir):
     users, windows = user_training_sequences(seen, plan.max_len)
     _, warm_start = draw_users(users, windows, size, ctx.selection_seed)
     summary, _ = summary_for(config, ctx.dataset, teacher, warm_start, label_mode, ctx.logger)
-    distiller = FosterDistillTrainer(config, ctx.new_model(config["seed"]), teacher, summary, seen, real_run,
-                                     real_run.anchors(config["foster_anchor_start"]), label_mode)
+    distiller = DistillationLoop(config, ctx.new_model(config["seed"]), teacher, summary, seen, real_run,
+                                 real_run.anchors(config["foster_anchor_start"]), label_mode, BomeSolver)
     checkpoint = os.path.join(work_dir, "foster.pt")
-    distiller.fit(show_progress=False, checkpoint_path=checkpoint)
+    distiller.run(show_progress=False, checkpoint_path=checkpoint)
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
     stored = None

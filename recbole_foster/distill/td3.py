@@ -19,7 +19,6 @@ from torch import nn
 from torch.func import functional_call
 
 from recbole_foster.distill.synthetic import mean_entropy
-from recbole_foster.distill.trainer import LegacyLoop
 from recbole_foster.training_sets import soft_sequence_loss
 
 TD3_ITEM_MODES = ("sampled", "all")
@@ -132,9 +131,3 @@ class TD3Solver:
 
         return {"f": f.item(), **parts,
                 "entropy": mean_entropy(window[-1][0][0].detach().exp()).item(), "anchor": loop.current_anchor}
-
-
-class TD3DistillTrainer(LegacyLoop):
-    """Transitional name of ``DistillationLoop(..., TD3Solver)`` (see :mod:`recbole_foster.distill.trainer`)."""
-
-    solver_class = TD3Solver

@@ -15,8 +15,9 @@ from recbole_foster.distill.bome import negative_gap_share
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, mean_entropy
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.cli import CLIError
-from recbole_foster.distill.td3 import TD3DistillTrainer
-from recbole_foster.distill.trainer import FosterDistillTrainer
+from recbole_foster.distill.bome import BomeSolver
+from recbole_foster.distill.loop import DistillationLoop
+from recbole_foster.distill.td3 import TD3Solver
 from recbole_foster.label_modes import MODES, label_mode_of
 from recbole_foster.labels import get_storage
 from recbole_foster.methods.base import Method
@@ -29,11 +30,11 @@ CHECKPOINT_FILE = "distill_checkpoint.pt"  # what a distillation writes into its
 
 
 class Distillation(Method):
-    """Distil ``n_sequences`` synthetic sequences with ``trainer_class``, then judge them (and Random-N)."""
+    """Distil ``n_sequences`` synthetic sequences with ``solver_class``'s outer steps, then judge them (and Random-N)."""
 
     models, resumable = "TextSASRec", True
     config_file = os.path.join(PROPERTIES, "foster.yaml")
-    trainer_class = None
+    solver_class = None
 
     def label_storage(self, config):
         """Labels made by the teacher are kept as ``label_storage`` says; the other label modes
@@ -75,20 +76,20 @@ class Distillation(Method):
         return super().evaluated_sets(config, n) + ([Random().row_label(n)] if config["foster_compare_random"] else [])
 
     def run(self, ctx):
-        return distill_and_evaluate(ctx, self.trainer_class, self.row_label(ctx.n_sequences))
+        return distill_and_evaluate(ctx, self.solver_class, self.row_label(ctx.n_sequences))
 
 
 class Foster(Distillation):
     name, label = "foster", "FOSTER"
     summary = "distil n_sequences synthetic soft sequences (first-order BOME; the paper's method)"
-    trainer_class = FosterDistillTrainer
+    solver_class = BomeSolver
 
 
 class TD3(Distillation):
     name, label = "td3", "TD3"
     summary = "the FOSTER summary distilled by TD3's RaT-BPTT (second order through a window)"
     config_file = os.path.join(PROPERTIES, "td3.yaml")
-    trainer_class = TD3DistillTrainer
+    solver_class = TD3Solver
 
 
 def new_summary(ctx, label_mode):
@@ -157,13 +158,14 @@ def export_soft_set(ctx, soft, probs, stored=None, teacher_assisted=False):
     return export_set(ctx, items, users, None if teacher_assisted else stored, teacher_assisted)
 
 
-def distill_and_evaluate(ctx, trainer_class, label):
-    """Distil with ``trainer_class`` (resumable), save the set, judge it (and Random-N)."""
+def distill_and_evaluate(ctx, solver_class, label):
+    """Distil with ``solver_class`` (resumable), save the set, judge it (and Random-N)."""
     config, n = ctx.config, ctx.n_sequences
     label_mode = label_mode_of(config)
     summary, init_fit = new_summary(ctx, label_mode)
-    trainer = trainer_class(config, ctx.new_model(config["seed"]), ctx.teacher, summary, ctx.train_data.dataset,
-                            ctx.real_run, ctx.real_run.anchors(config["foster_anchor_start"]), label_mode)
+    trainer = DistillationLoop(config, ctx.new_model(config["seed"]), ctx.teacher, summary, ctx.train_data.dataset,
+                               ctx.real_run, ctx.real_run.anchors(config["foster_anchor_start"]), label_mode,
+                               solver_class)
 
     checkpoint = os.path.join(ctx.output_dir, CHECKPOINT_FILE)
     resumed_at = None  # timings["distill"] then covers only the steps after this one
@@ -174,7 +176,7 @@ def distill_and_evaluate(ctx, trainer_class, label):
         resumed_at = trainer.step
         ctx.logger.info(f"Resumed distillation at outer step {trainer.step} from {checkpoint}")
     with ctx.timed("distill"):
-        trainer.fit(show_progress=True, checkpoint_path=checkpoint)
+        trainer.run(show_progress=True, checkpoint_path=checkpoint)
 
     # Labels of a teacher-labelled summary are kept as label_storage says; the other modes carry
     # their labels in the summary itself.
