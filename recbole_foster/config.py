@@ -19,6 +19,9 @@ PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "prope
 # properties/overall/*.yaml, loaded in this order (no key is in two of them).
 OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation", "diet")
 
+# eval_protocol: global_temporal cuts all interactions at these quantiles of time (the paper's 8:1:1)
+GLOBAL_TEMPORAL_RATIOS = (0.8, 0.1, 0.1)
+
 PLUGIN_MODELS = {
     "TextSASRec": "recbole_foster.model.text_sasrec",
     "TextGRU4Rec": "recbole_foster.model.text_models",
@@ -92,6 +95,15 @@ class FosterConfig(Config):
         if isinstance(model, str):
             model = get_model(model)
         return super()._get_model_and_dataset(model, dataset)
+
+    def _set_default_parameters(self):
+        """RecBole's defaults, then the split ``eval_protocol: global_temporal`` implies, pinned here
+        so that nothing edits the config once it has been validated."""
+        super()._set_default_parameters()
+        if self.final_config_dict.get("eval_protocol") == "global_temporal":
+            eval_args = dict(self.final_config_dict["eval_args"])
+            eval_args["split"] = {"global_temporal": list(GLOBAL_TEMPORAL_RATIOS)}
+            self.final_config_dict["eval_args"] = eval_args
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         """RecBole's defaults < plugin ``overall/`` (``OVERALL_FILES`` order) < plugin model yaml

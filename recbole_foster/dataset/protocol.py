@@ -41,11 +41,11 @@ import torch
 from recbole.data.dataset import SequentialDataset
 from recbole.utils import ModelType
 
+from recbole_foster.config import GLOBAL_TEMPORAL_RATIOS
 from recbole_foster.dataset.checks import DatasetError
 from recbole_foster.dataset.windowing import WindowedSequentialDataset
 
 EVAL_PROTOCOLS = ("loo", "global_temporal")
-GLOBAL_TEMPORAL_RATIOS = (0.8, 0.1, 0.1)
 
 
 def eval_protocol_of(config):
@@ -149,14 +149,15 @@ class WindowedGlobalTemporalSequentialDataset(WindowedSequentialDataset, GlobalT
 
 
 def global_temporal_dataset(config, windowed):
-    """The dataset for ``eval_protocol: global_temporal``; also pins ``eval_args.split``."""
+    """The dataset for ``eval_protocol: global_temporal`` (``FosterConfig`` has pinned ``eval_args.split``)."""
     if config["MODEL_TYPE"] != ModelType.SEQUENTIAL:
         raise DatasetError(
             f"eval_protocol=global_temporal is implemented for sequential models; {config['model']} "
             "is not one. Use --eval_protocol=loo."
         )
-    eval_args = dict(config["eval_args"])
-    eval_args["split"] = {"global_temporal": list(GLOBAL_TEMPORAL_RATIOS)}
-    config["eval_args"] = eval_args
+    split = config["eval_args"]["split"]
+    if split != {"global_temporal": list(GLOBAL_TEMPORAL_RATIOS)}:
+        raise DatasetError(f"eval_protocol=global_temporal needs a FosterConfig (it pins eval_args.split); "
+                           f"this config splits by {split}.")
     cls = WindowedGlobalTemporalSequentialDataset if windowed else GlobalTemporalSequentialDataset
     return cls(config)
