@@ -142,5 +142,7 @@ def apply():
     # RecBole's no-op inplace fillna still warns; read_csv above already filled those columns.
     warnings.filterwarnings("ignore", category=getattr(pd.errors, "ChainedAssignmentError", Warning),
                             module="recbole")
+    # pandas 2 and torch deprecations inside RecBole's own code, which a user cannot act on
+    warnings.filterwarnings("ignore", category=FutureWarning, module="recbole")
     patch_numpy_aliases()
     patch_pandas_3()

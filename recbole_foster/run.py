@@ -177,6 +177,15 @@ def run(argv):
     return results
 
 
+def log_to_files_only(message):
+    """Keep an error in RecBole's log file without printing it a second time beside ``error:``."""
+    root = logging.getLogger()
+    record = root.makeRecord(root.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -188,8 +197,7 @@ def main(argv=None):
             sys.stderr.close()
         return 0
     except (CLIError, DatasetError, NotASet, TextEncoderUnavailable) as error:
-        if logging.getLogger().handlers:  # RecBole's log, once set up (before, Python would print it twice)
-            logging.getLogger().error(str(error))
+        log_to_files_only(str(error))
         print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
