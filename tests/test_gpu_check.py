@@ -66,3 +66,18 @@ def test_bad_options_exit_2_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         gpu_check.main(argv)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_training_set_goes_to_the_device_once_and_reads_its_batches_there():
+    import torch
+
+    from recbole_foster.training_sets import _rows_on
+
+    table, cache = torch.arange(12.0).reshape(4, 3), {}
+    assert torch.equal(_rows_on(cache, table, [2, 0], torch.device("cpu")), table[[2, 0]]) and not cache
+    device = torch.device("meta")  # another device than the host's, on any machine
+    batch = _rows_on(cache, table, torch.tensor([2, 0]), device)
+    copy = cache[device]
+    assert batch.device == device and batch.shape == (2, 3) and copy.shape == table.shape
+    _rows_on(cache, table, [1], device)
+    assert cache[device] is copy  # copied once, not per step

@@ -132,11 +132,12 @@ class DistillationLoop:
         mask = seq > 0
         fm = F.mse_loss(hidden[mask], teacher_hidden[mask])
         total = bce + self.fm_weight * fm
-        dh = torch.zeros(())
+        dh = torch.zeros((), device=total.device)
         if dh_weight > 0:
             dh = dh_loss(self.teacher, self.summary.probabilities(items), items, self.dh_pairs, self.generator)
             total = total + dh_weight * dh
-        return total, {"bce": bce.item(), "fm": fm.item(), "dh": dh.item()}
+        bce, fm, dh = torch.stack([bce, fm, dh]).detach().tolist()  # one device sync, not three
+        return total, {"bce": bce, "fm": fm, "dh": dh}
 
     # ----- the schedule -----
     def reset_model(self, mode):
