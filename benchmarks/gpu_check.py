@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py                       # CUDA when available, else CPU
     python benchmarks/gpu_check.py --device=cpu --epochs=2
+    CUDA_VISIBLE_DEVICES=1 python benchmarks/gpu_check.py
 
 Runs every registered ``--method`` (Random-KD once per label storage, DIET under
 ``global_temporal``, ``--method=eval`` on the FOSTER set, which is also exported with
@@ -53,11 +54,11 @@ def cases(work):
 
 
 def device_options(device):
-    """RecBole's keys for ``device``: ``use_gpu`` and ``gpu_id`` (it derives ``config["device"]``)."""
-    device = torch.device(device)
-    if device.type == "cpu":
-        return {"use_gpu": False}
-    return {"use_gpu": True, "gpu_id": device.index or 0}
+    """RecBole's keys for ``device``. RecBole 1.2.1 derives ``config["device"]`` from ``gpu_id``
+    alone (an empty one is the CPU) and ignores ``use_gpu``, which is set for the record."""
+    if device == "cpu":
+        return {"use_gpu": False, "gpu_id": ""}
+    return {"use_gpu": True}
 
 
 def run_case(name, options, argv_of):
@@ -82,7 +83,7 @@ def run_case(name, options, argv_of):
 
 
 def check(rows, device):
-    """The problems: failed runs, and runs on another device than ``device`` (type and index)."""
+    """The problems: failed runs, and runs on another device than ``device`` (cpu or cuda)."""
     wanted = torch.device(device)
     problems = []
     for name, row in rows.items():
@@ -90,6 +91,8 @@ def check(rows, device):
             problems.append(f"{name}: {row['error']}")
         elif torch.device(row["device"]).type != wanted.type:
             problems.append(f"{name}: ran on {row['device']}, not {device}")
+        elif wanted.type == "cuda" and row.get("peak_mem_kind", "cuda allocated") != "cuda allocated":
+            problems.append(f"{name}: its peak memory is the {row['peak_mem_kind']}, not CUDA's")
     return problems
 
 
@@ -119,19 +122,17 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     parser = parser_of(__doc__, dataset=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="cuda, cuda:N or cpu (default: cuda when available)")
+                        help="cuda or cpu (default: cuda when available; choose the GPU with "
+                             "CUDA_VISIBLE_DEVICES)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                       "results", "speed"))
     parser.add_argument("--work_dir", default=None,
                         help="where the runs write (default: a temporary folder, removed afterwards)")
     parser.add_argument("--only", default=None, help="comma-separated case names (default: all)")
     args, run_options = parse(parser, argv)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        device = None
-    if device is None or device.type not in ("cpu", "cuda"):
-        parser.error(f"--device must be cpu, cuda or cuda:N, got {args.device}")
+    if args.device not in ("cpu", "cuda"):  # cuda:N: RecBole's gpu_id would set CUDA_VISIBLE_DEVICES too late
+        parser.error(f"--device must be cpu or cuda (choose the GPU with CUDA_VISIBLE_DEVICES), got {args.device}")
+    device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error(f"--device={args.device} but this PyTorch sees no CUDA device")
     names = [name for name, _ in cases("")]
