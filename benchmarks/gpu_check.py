@@ -149,6 +149,7 @@ def main(argv=None):
         return [f"--{key}={value}" for key, value in options.items()]
 
     rows, synthetic = {}, None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # RecBole's config sets it from gpu_id
     try:
         for name, overrides in cases(work):
             if name not in only:
@@ -167,6 +168,10 @@ def main(argv=None):
     finally:
         if temporary is not None:
             temporary.cleanup()
+        if visible is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
 
     problems = check(rows, args.device)
     summary = {

@@ -26,7 +26,9 @@ def check_argv(toy_data_root, tiny_bert_dir, tmp_path, *extra):
 
 
 def test_every_method_runs_on_the_cpu_and_is_timed(toy_data_root, tiny_bert_dir, tmp_path):
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     assert gpu_check.main(check_argv(toy_data_root, tiny_bert_dir, tmp_path)) == 0
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == visible  # RecBole's gpu_id="" does not outlive the check
     with open(tmp_path / "speed" / "gpu-check-cpu.json") as f:
         summary = json.load(f)
     rows = summary["cases"]
