@@ -21,14 +21,16 @@ def _rows_on(cache, tensor, rows, device):
     the device once (kept in ``cache``) and every step reads its batch there, with no host copy;
     a set too large to sit beside the training (over a quarter of the free device memory) stays
     on the host and each step copies only its batch."""
-    if tensor.device != device and device not in cache and _fits(tensor, device):
+    if tensor.device != device and device not in cache and fits_on(tensor, device):
         cache.clear()  # one device at a time
         cache[device] = tensor.to(device)
     source = cache.get(device, tensor)
     return source[torch.as_tensor(rows, device=source.device)].to(device)
 
 
-def _fits(tensor, device):
+def fits_on(tensor, device):
+    """Whether ``tensor`` may be kept on ``device`` beside training: always on the host; on a GPU
+    when it takes at most a quarter of the free memory."""
     if device.type != "cuda":
         return True
     free, _ = torch.cuda.mem_get_info(device)
