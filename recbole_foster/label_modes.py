@@ -63,7 +63,7 @@ class LabelMode:
             targets = log_probs
         mask = torch.ones(targets.shape[:2], dtype=torch.bool)
         mask[:, 0] = False  # position 0 is never a target
-        return get_storage(storage).compress(targets.cpu(), mask, k, item_text)
+        return get_storage(storage).compress(targets.cpu(), mask, k, item_text, device=device)
 
 
 class Coupled(LabelMode):

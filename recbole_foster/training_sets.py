@@ -16,6 +16,27 @@ def _device(model):
     return next(model.parameters()).device
 
 
+def _rows_on(cache, tensor, rows, device):
+    """``tensor[rows]`` on ``device``. A set is not changed after it is made, so it is copied to
+    the device once (kept in ``cache``) and every step reads its batch there, with no host copy;
+    a set too large to sit beside the training (over a quarter of the free device memory) stays
+    on the host and each step copies only its batch."""
+    if tensor.device != device and device not in cache and fits_on(tensor, device):
+        cache.clear()  # one device at a time
+        cache[device] = tensor.to(device)
+    source = cache.get(device, tensor)
+    return source[torch.as_tensor(rows, device=source.device)].to(device)
+
+
+def fits_on(tensor, device):
+    """Whether ``tensor`` may be kept on ``device`` beside training: always on the host; on a GPU
+    when it takes at most a quarter of the free memory."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return tensor.numel() * tensor.element_size() <= free // 4
+
+
 def soft_sequence_loss(model, log_probs, item_ids, target_log_probs=None):
     """KL(next-position target || model prediction) on soft sequences over the items ``item_ids``.
 
@@ -54,14 +75,17 @@ class SoftSequences:
     def __init__(self, log_probs, target_log_probs=None):
         self.log_probs = log_probs[..., 1:]
         self.target_log_probs = None if target_log_probs is None else target_log_probs[..., 1:]
+        self._device_copies, self._target_copies = {}, {}
 
     def __len__(self):
         return self.log_probs.size(0)
 
     def loss(self, model, rows):
         device = _device(model)
-        log_probs = self.log_probs[rows].to(device)
-        targets = None if self.target_log_probs is None else self.target_log_probs[rows].to(device)
+        log_probs = _rows_on(self._device_copies, self.log_probs, rows, device)
+        targets = self.target_log_probs
+        if targets is not None:
+            targets = _rows_on(self._target_copies, targets, rows, device)
         items = torch.arange(1, log_probs.size(-1) + 1, device=log_probs.device)
         return soft_sequence_loss(model, log_probs, items, targets)
 
@@ -71,12 +95,17 @@ class HardSequences:
 
     def __init__(self, item_seqs):
         self.item_seqs = item_seqs
+        self._device_copies = {}
+
+    def _seqs(self, rows, device):
+        """The sequences of ``rows``, read from a copy of the set kept on ``device``."""
+        return _rows_on(self._device_copies, self.item_seqs, rows, device)
 
     def __len__(self):
         return self.item_seqs.size(0)
 
     def loss(self, model, rows):
-        seqs = self.item_seqs[rows].to(_device(model))
+        seqs = self._seqs(rows, _device(model))
         targets = seqs[:, 1:]
         hidden, used = students.target_hidden(model, seqs, has_target=targets > 0)
         return F.cross_entropy(students.scores(model, hidden[used]), targets[used])
@@ -121,10 +150,10 @@ class TeacherLabelledSequences(HardSequences):
         return self._flat
 
     def loss(self, model, rows):
-        seqs = self.item_seqs[rows].to(_device(model))
+        seqs = self._seqs(rows, _device(model))
         index, probs, neg_entropy = self._flat_labels(seqs.device)
         hidden, used = students.target_hidden(model, seqs, has_target=seqs[:, 1:] > 0)
-        labels = index[rows.to(seqs.device)][used]
+        labels = index[torch.as_tensor(rows, device=seqs.device)][used]
         log_pred = F.log_softmax(students.scores(model, hidden[used])[:, 1:], dim=-1)
         # KL(p || q) = sum p log p - sum p log q, the first term read from the table
         return (neg_entropy[labels] - (probs[labels] * log_pred).sum(-1)).mean()

@@ -181,3 +181,17 @@ def test_one_outer_step_moves_model_and_synthetic_factors_along_the_bome_directi
         gf = torch.zeros_like(d) if gf is None else gf
         assert torch.allclose(d, gf + call["lam"] * gq, atol=1e-7)
     assert any(float(gq.abs().sum()) > 0 for gq in call["grad_q"][n:])
+
+
+def test_a_step_record_holds_plain_numbers_read_from_the_step_tensors(tmp_path):
+    """The record is read with one device sync (record_of): plain floats, equal to the tensors' values."""
+    from recbole_foster.distill.loop import record_of
+
+    values = {"f": torch.tensor(1.5, requires_grad=True) * 2, "q": torch.tensor(-0.25), "lambda": torch.tensor(0.0)}
+    assert record_of(values, anchor=3) == {"f": 3.0, "q": -0.25, "lambda": 0.0, "anchor": 3}
+    trainer = make_trainer(tmp_path, foster_reset="none")
+    record = trainer.outer_step()
+    numbers = {k: v for k, v in record.items() if k not in ("step", "anchor")}
+    assert {"f", "bce", "fm", "dh", "q", "lambda", "entropy"} <= set(numbers)
+    assert all(type(v) is float for v in numbers.values())
+    assert trainer.real_seq.device == torch.device(trainer.device)  # the real samples sit on the run's device

@@ -27,7 +27,7 @@ def score_strata(scores, n_strata):
     bin 0; the last edge is exactly the maximum, so rounding never leaves the maximum out.
     """
     s_min, s_max = scores.min(), scores.max()
-    edges = s_min + (s_max - s_min) / n_strata * torch.arange(1, n_strata + 1, dtype=scores.dtype)
+    edges = s_min + (s_max - s_min) / n_strata * torch.arange(1, n_strata + 1, dtype=scores.dtype, device=scores.device)
     edges = torch.minimum(edges, s_max)
     edges[-1] = s_max
     return torch.searchsorted(edges, scores)

@@ -21,7 +21,7 @@ def greedy_k_center(features, n, seed):
     sq_norms = (features * features).sum(1)
     first = int(torch.randint(n_points, (1,), generator=torch.Generator().manual_seed(seed)))
     chosen = [first]
-    nearest = torch.full((n_points,), float("inf"), dtype=features.dtype)
+    nearest = torch.full((n_points,), float("inf"), dtype=features.dtype, device=features.device)
     for _ in range(n - 1):
         center = features[chosen[-1]]
         # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: one matrix-vector product, O(N) extra memory

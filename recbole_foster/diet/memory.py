@@ -65,7 +65,7 @@ class Memory:
         windows = windows.long()
         mask = label_mask(windows)
         log_probs = students.next_item_log_probs(model, windows)
-        stored = storage.compress(log_probs, mask, k, item_text, **(options or {}))
+        stored = storage.compress(log_probs, mask, k, item_text, **{"device": students._device(model), **(options or {})})
         labels = {key[len("label_"):]: _per_entry(value, mask.cpu()) for key, value in stored.items()
                   if key not in ("label_mask", storage.shared_key)}
         decoders = {int(stage): stored[storage.shared_key]} if storage.shared_key else {}

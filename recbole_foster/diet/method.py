@@ -3,7 +3,9 @@
 import os
 
 from recbole_foster.cli import CLIError
-from recbole_foster.diet.pipeline import BASELINES, DietRun
+# the module, not its names: importing diet.pipeline first imports this module (through the
+# method registry) while diet.pipeline is still half-initialised
+import recbole_foster.diet.pipeline as pipeline
 from recbole_foster.labels import get_storage, storage_names
 from recbole_foster.methods.base import Method
 from recbole_foster.methods.selection import PROPERTIES
@@ -51,8 +53,8 @@ class Diet(Method):
             raise CLIError(f"--diet_label_storage must be {' or '.join(usable)} (how the memories keep their "
                            f"labels), got {config['diet_label_storage']!r}.")
         baselines = config["diet_baselines"]
-        if not isinstance(baselines, (list, tuple)) or any(b not in BASELINES for b in baselines):
-            raise CLIError(f"--diet_baselines must be a list of {', '.join(BASELINES)} "
+        if not isinstance(baselines, (list, tuple)) or any(b not in pipeline.BASELINES for b in baselines):
+            raise CLIError(f"--diet_baselines must be a list of {', '.join(pipeline.BASELINES)} "
                            f"(e.g. \"['full','finetune']\"), got {baselines!r}.")
         if "foster" in baselines and config["model"] != "TextSASRec":
             raise CLIError(f"--diet_baselines with foster needs --model=TextSASRec (the distillation code is "
@@ -68,4 +70,4 @@ class Diet(Method):
         return []
 
     def run(self, ctx):
-        return DietRun(ctx, self.label).run()
+        return pipeline.DietRun(ctx, self.label).run()

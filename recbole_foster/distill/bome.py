@@ -18,6 +18,7 @@ import copy
 
 import torch
 
+from recbole_foster.distill.loop import record_of
 from recbole_foster.distill.synthetic import mean_entropy
 from recbole_foster.training_sets import soft_sequence_loss
 
@@ -36,7 +37,8 @@ def bome_direction(grad_f, grad_q, params, eta=0.5, eps=1e-8):
     """Combine per-parameter gradients of f and q into BOME's update direction.
 
     ``grad_f``/``grad_q`` are lists aligned with ``params`` (``None`` = zero gradient).
-    Returns ``(direction list, lambda as float, ||grad q||^2 as float)``.
+    Returns ``(direction list, lambda, ||grad q||^2)``, the last two as 0-d tensors on the
+    gradients' device (reading them as numbers waits for the device; the caller reads once).
     """
     flat_f, flat_q = _flat(grad_f, params), _flat(grad_q, params)
     q_norm2 = flat_q.dot(flat_q)
@@ -47,7 +49,7 @@ def bome_direction(grad_f, grad_q, params, eta=0.5, eps=1e-8):
         gf = gf if gf is not None else torch.zeros_like(p)
         gq = gq if gq is not None else torch.zeros_like(p)
         direction.append(gf + lam * gq)
-    return direction, float(lam), float(q_norm2)
+    return direction, lam, q_norm2
 
 
 def value_gap_gradients(inner_loss, params_theta, params_phi, theta_T_loss_fn):
@@ -55,7 +57,8 @@ def value_gap_gradients(inner_loss, params_theta, params_phi, theta_T_loss_fn):
 
     ``inner_loss`` is g(theta, phi) already computed with a graph over theta and phi;
     ``theta_T_loss_fn()`` returns g(theta_T, phi) with a graph over phi only. Returns
-    (q value, grads wrt theta, grads wrt phi). By Danskin, grad_theta q = grad_theta g(theta, phi).
+    (q as a detached 0-d tensor, grads wrt theta, grads wrt phi). By Danskin,
+    grad_theta q = grad_theta g(theta, phi).
     """
     # retain: g(theta_T, phi) below shares the synthetic part of the graph
     grads_at_theta = torch.autograd.grad(inner_loss, params_theta + params_phi, allow_unused=True, retain_graph=True)
@@ -67,7 +70,7 @@ def value_gap_gradients(inner_loss, params_theta, params_phi, theta_T_loss_fn):
         (a if a is not None else torch.zeros_like(p)) - (b if b is not None else torch.zeros_like(p))
         for a, b, p in zip(grads_at_theta[n:], grads_phi_T, params_phi)
     ]
-    return float(inner_loss.detach() - loss_T.detach()), grad_theta, grad_phi
+    return (inner_loss - loss_T).detach(), grad_theta, grad_phi
 
 
 def negative_gap_share(history):
@@ -158,8 +161,7 @@ class BomeSolver:
         self.optimizer.zero_grad()
         loop.synthetic_optimizer.zero_grad()
 
-        record = {"f": f.item(), **parts, "q": q, "lambda": lam,
-                  "entropy": mean_entropy(log_probs.detach().exp()).item(), "anchor": loop.current_anchor}
+        values = {"f": f, **parts, "q": q, "lambda": lam, "entropy": mean_entropy(log_probs.detach().exp())}
         if targets is not None:
-            record["target_entropy"] = mean_entropy(targets.detach().exp()).item()
-        return record
+            values["target_entropy"] = mean_entropy(targets.detach().exp())
+        return record_of(values, anchor=loop.current_anchor)

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from recbole_foster.distill.dh import dh_loss
 from recbole_foster.distill.synthetic import sample_items
+from recbole_foster.training_sets import fits_on
 
 RESET_MODES = ("anchor", "random", "none")
 START_MODES = ("anchor", "random")
@@ -49,6 +50,13 @@ def kmeans_item_subset(item_factor, k, seed):
     centroids, _ = kmeans2(points, k, minit="++", seed=seed, iter=10)
     _, nearest = cKDTree(points).query(centroids)
     return torch.tensor(sorted(set(nearest.tolist())), dtype=torch.long) + 1
+
+
+def record_of(values, **others):
+    """A step's record: ``values`` (name -> 0-d tensor) as floats, read in one device sync (a
+    CUDA step would otherwise wait for the device once per number), plus ``others`` as they are."""
+    numbers = torch.stack([v.detach().float().reshape(()) for v in values.values()]).tolist()
+    return {**dict(zip(values, numbers)), **others}
 
 
 class DistillationLoop:
@@ -91,11 +99,15 @@ class DistillationLoop:
             subset = kmeans_item_subset(summary.item_factor.cpu(), self.n_sampled, config["seed"])
             self.fixed_items = subset.to(self.device)
 
-        # Real training samples (prefix -> next item), as RecBole's SequentialDataset built them.
+        # Real training samples (prefix -> next item), as RecBole's SequentialDataset built them,
+        # copied to the device once when they fit there: each step then indexes them in place
+        # instead of copying its batch from the host.
         feat = real_dataset.inter_feat
-        self.real_seq = feat[model.ITEM_SEQ]
-        self.real_len = feat[model.ITEM_SEQ_LEN]
-        self.real_pos = feat[model.POS_ITEM_ID]
+        real = [feat[model.ITEM_SEQ], feat[model.ITEM_SEQ_LEN], feat[model.POS_ITEM_ID]]
+        device = torch.device(self.device)
+        if all(fits_on(t, device) for t in real):
+            real = [t.to(device) for t in real]
+        self.real_seq, self.real_len, self.real_pos = real
         self.model.eval()  # no dropout while distilling: the solvers compare deterministic losses
         self.solver = solver_class(config, model)
         self.step = 0
@@ -116,12 +128,13 @@ class DistillationLoop:
 
     def real_batch(self):
         rows = torch.randint(len(self.real_seq), (self.real_batch_size,), generator=self.generator)
-        seq = self.real_seq[rows].to(self.device)
-        return seq, self.real_len[rows].to(self.device), self.real_pos[rows].to(self.device)
+        rows = rows.to(self.real_seq.device)
+        return tuple(t[rows].to(self.device) for t in (self.real_seq, self.real_len, self.real_pos))
 
     def outer_loss(self, items, model, dh_weight):
         """f = BCE (sampled negatives) + w_fm * feature matching + ``dh_weight`` * L_DH of
-        ``model`` on a fresh real batch, with its parts."""
+        ``model`` on a fresh real batch, with its parts (detached 0-d tensors: the solver reads
+        every number of a step with one device sync, :func:`record_of`)."""
         seq, seq_len, pos = self.real_batch()
         hidden = model.encode(seq)
         last = model.gather_indexes(hidden, seq_len - 1)
@@ -132,11 +145,11 @@ class DistillationLoop:
         mask = seq > 0
         fm = F.mse_loss(hidden[mask], teacher_hidden[mask])
         total = bce + self.fm_weight * fm
-        dh = torch.zeros(())
+        dh = torch.zeros((), device=total.device)
         if dh_weight > 0:
             dh = dh_loss(self.teacher, self.summary.probabilities(items), items, self.dh_pairs, self.generator)
             total = total + dh_weight * dh
-        return total, {"bce": bce.item(), "fm": fm.item(), "dh": dh.item()}
+        return total, {"bce": bce.detach(), "fm": fm.detach(), "dh": dh.detach()}
 
     # ----- the schedule -----
     def reset_model(self, mode):

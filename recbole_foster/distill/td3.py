@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from recbole_foster.distill.loop import record_of
 from recbole_foster.distill.synthetic import mean_entropy
 from recbole_foster.training_sets import soft_sequence_loss
 
@@ -129,5 +130,5 @@ class TD3Solver:
         loop.synthetic_optimizer.zero_grad()
         loop.model.load_state_dict({k[len("model."):]: v.detach() for k, v in params.items()}, strict=False)
 
-        return {"f": f.item(), **parts,
-                "entropy": mean_entropy(window[-1][0][0].detach().exp()).item(), "anchor": loop.current_anchor}
+        return record_of({"f": f, **parts, "entropy": mean_entropy(window[-1][0][0].detach().exp())},
+                         anchor=loop.current_anchor)

@@ -82,13 +82,17 @@ class TextCodeStorage(LabelStorage):
     shared_key = "label_decoder"  # several writers: label_decoder (S, r, d) and label_decoder_of
     summary = "a low-rank code per position over the item text embeddings, in the bytes of top-k"
 
-    def compress(self, log_probs, mask, k=None, item_text=None, rank=None, **options):
+    def compress(self, log_probs, mask, k=None, item_text=None, rank=None, device=None, **options):
+        """``device``: where the codes are fitted (the run's device; default: where the labels are),
+        since the labels are usually handed over on the CPU, where they are kept."""
         if rank is None:
             k = check_k(k, log_probs)
         if item_text is None:
             raise ValueError("label_storage=text_code needs the dataset's item text embeddings "
                              "(a text-based model, or a set that references them).")
         labels = log_probs[mask].float()
+        if device is not None:
+            labels = labels.to(device)
         rank = rank or code_rank(len(labels), item_text.size(1), k)
         codes, decoder = fit_text_code(labels, item_text.float().to(labels.device), rank)
         return {"label_mask": mask.cpu(), "label_codes": codes.half().cpu(), "label_decoder": decoder.half().cpu()}

@@ -53,7 +53,7 @@ def teacher_labelled(ctx, sequences):
     with ctx.timed("labels"):  # the teacher's labels, and the fit of text codes to them
         labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
         stored = storage.compress(labelled.target_log_probs, labelled.label_mask, ctx.config["label_topk"],
-                                  item_text)
+                                  item_text, device=ctx.config["device"])
     if not storage.lossy:
         return labelled, stored, storage, 0.0 if stored else None
     _, log_probs = storage.expand(stored, labelled.target_log_probs.size(-1), item_text)  # train on what is kept
