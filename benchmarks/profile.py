@@ -75,9 +75,11 @@ def profile_run(repo, run_argv, work):
     start = time.perf_counter()
     done = subprocess.run(command, env=env)
     wall = time.perf_counter() - start
-    if done.returncode != 0:
-        sys.exit(f"error: the profiled run failed (exit {done.returncode}): {' '.join(command)}")
-    with open(os.path.join(output_dir, "results.json")) as f:
+    results_file = os.path.join(output_dir, "results.json")
+    if done.returncode != 0 or not os.path.isfile(results_file):  # cProfile swallows the run's exit code
+        print(f"error: the profiled run failed (see above): {' '.join(command)}", file=sys.stderr)
+        sys.exit(2)
+    with open(results_file) as f:
         return wall, json.load(f), profile_file
 
 
