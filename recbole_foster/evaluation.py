@@ -10,6 +10,11 @@ The best state is chosen by the rule RecBole's ``Trainer.fit`` uses for real-dat
 (``recbole.utils.early_stopping`` on ``valid_metric``, honouring ``valid_metric_bigger``): a check
 that reaches the best score so far (ties included) becomes the best state, and training stops
 after ``distilled_patience`` checks in a row that do not (RecBole's ``stopping_step`` + 1).
+
+Checks and the test go through :mod:`recbole_foster.scoring` (``distilled_fast_scorer``, default
+True): RecBole's metrics on RecBole's full ranking, equal to ``Trainer.evaluate``'s, without
+re-collating the data and re-embedding every item per batch. ``distilled_fast_scorer: False`` (or
+metrics beyond the top-k ranking) uses RecBole's ``Trainer.evaluate`` itself.
 """
 
 import copy
@@ -18,6 +23,8 @@ import numpy as np
 import torch
 from recbole.utils import calculate_valid_score, early_stopping
 from tqdm import tqdm
+
+from recbole_foster.scoring import scorer_for
 
 
 def selection_data(ctx):
@@ -50,6 +57,22 @@ def copy_teacher_embeddings(model, teacher):
     return sorted(taken)
 
 
+def _evaluator(ctx, model):
+    """``evaluate(data)`` -> RecBole's metrics of ``model`` on ``data``: the fast scorer where it
+    applies (see the module docstring), else RecBole's ``Trainer.evaluate`` (built once, on need)."""
+    trainers = []
+
+    def evaluate(data):
+        scorer = scorer_for(ctx.config, data) if ctx.config["distilled_fast_scorer"] is not False else None
+        if scorer is not None:
+            return scorer.evaluate(model)
+        if not trainers:
+            trainers.append(ctx.new_trainer(model))
+        return trainers[0].evaluate(data, load_best_model=False, show_progress=False)
+
+    return evaluate
+
+
 def train_and_select(ctx, sequences, seed, desc="eval"):
     """Train a fresh model on ``sequences``; return (best valid metrics, test metrics, steps).
 
@@ -63,7 +86,7 @@ def train_and_select(ctx, sequences, seed, desc="eval"):
         raise ValueError(f"distilled_student_init must be one of {STUDENT_INITS}, got {init!r}.")
     if init == "teacher_embeddings":
         copy_teacher_embeddings(model, ctx.teacher)
-    trainer = ctx.new_trainer(model)
+    evaluate = _evaluator(ctx, model)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config["distilled_lr"], weight_decay=config["distilled_weight_decay"]
     )
@@ -83,7 +106,7 @@ def train_and_select(ctx, sequences, seed, desc="eval"):
         loss.backward()
         optimizer.step()
         if step % config["distilled_eval_every"] == 0 or step == steps:
-            valid = trainer.evaluate(selection_data(ctx), load_best_model=False, show_progress=False)
+            valid = evaluate(selection_data(ctx))
             score = float(calculate_valid_score(valid, metric.lower()))
             progress.set_postfix({"loss": f"{loss.item():.4f}", metric: f"{score:.4f}"})
             best_score, bad_checks, stop, improved = early_stopping(score, best_score, bad_checks, max_step, bigger)
@@ -92,7 +115,7 @@ def train_and_select(ctx, sequences, seed, desc="eval"):
             if stop:
                 break
     model.load_state_dict(best_state)
-    test = trainer.evaluate(ctx.test_data, load_best_model=False, show_progress=False)
+    test = evaluate(ctx.test_data)
     return {k: float(v) for k, v in best_valid.items()}, {k: float(v) for k, v in test.items()}, step
 
 

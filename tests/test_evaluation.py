@@ -59,7 +59,8 @@ def fake_ctx(scores, steps, eval_every, patience=5, metric="NDCG@10", bigger=Tru
     config = {"distilled_lr": 0.1, "distilled_weight_decay": 0.0, "distilled_batch_size": 4,
               "valid_metric": metric, "valid_metric_bigger": bigger, "distilled_steps": steps,
               "distilled_eval_every": eval_every,
-              "distilled_patience": patience, "distilled_valid_subsample": 0, "distilled_student_init": "fresh"}
+              "distilled_patience": patience, "distilled_valid_subsample": 0, "distilled_student_init": "fresh",
+              "distilled_fast_scorer": True}  # not full-sort loaders: the trainer is asked
     ctx = SimpleNamespace(config=config, new_model=lambda seed: OneWeight(), new_trainer=new_trainer,
                           valid_data=VALID, test_data=TEST)
     return ctx, trainers
