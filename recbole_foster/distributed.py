@@ -35,14 +35,23 @@ TEXT_ATTRIBUTES = ("item_text_embeddings", "text_encoder_used", "text_embedding_
 
 def world_size(config):
     """How many processes train the real-data run: ``world_size``, else ``nproc``, else 1."""
-    size = config["world_size"] if config["world_size"] not in (None, -1) else config["nproc"]
-    return 1 if size is None else int(size)
+    key = "world_size" if config["world_size"] not in (None, -1) else "nproc"
+    return _integer(config, key, 1)
+
+
+def _integer(config, key, default=None):
+    value = config[key]
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CLIError(f"--{key} must be an integer, got {value!r}.")
+    return value
 
 
 def settings(config):
     """The launch settings of this machine, checked: one ``error:`` line for a bad value."""
-    size, nproc = world_size(config), int(config["nproc"] or 1)
-    offset = int(config["offset"] or 0)
+    size, nproc = world_size(config), _integer(config, "nproc", 1)
+    offset = _integer(config, "offset", 0)
     if nproc < 1 or size < nproc or not 0 <= offset <= size - nproc:
         raise CLIError(f"--nproc={nproc}, --world_size={size}, --offset={offset}: need 1 <= nproc <= world_size "
                        "and 0 <= offset <= world_size - nproc (offset: the rank of this machine's first process).")

@@ -65,3 +65,14 @@ def test_two_processes_train_the_full_run_close_to_one_and_write_the_pool_once(t
     files = sorted(f for f in os.listdir(two["anchor_pool"]) if not f.startswith("."))
     assert files == ["capped_state.pth", "epoch_0.pt", "epoch_1.pt", "epoch_2.pt", "manifest.json", "teacher.pt"]
     assert two["timings"]["train"] > 0  # rank 0's phase times come back to the main process
+
+
+def test_bad_process_counts_stop_with_one_error_line(toy_data_root, tiny_bert_dir, tmp_path, capsys):
+    from recbole_foster.run import main
+
+    for bad in (["--nproc=0"], ["--nproc=two"], ["--nproc=2", "--world_size=4", "--offset=3"]):
+        options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="full", epochs=1)
+        assert main(as_argv(options) + bad) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: --nproc") or err[-1].startswith("error: --world_size"), err
+        assert "Traceback" not in "\n".join(err)
