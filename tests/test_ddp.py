@@ -1,6 +1,7 @@
 """The real-data run on 2 processes (gloo, CPU) through RecBole's DDP: the same global batch,
 metrics close to 1 process, and the pool written once (by rank 0)."""
 
+import hashlib
 import json
 import os
 import socket
@@ -9,6 +10,7 @@ import torch.distributed as dist
 
 from recbole_foster.distributed import launch
 from recbole_foster.run import prepare
+from recbole_foster.trainer import CheckpointSafeTrainer, global_rank
 from recbole_foster.run import run as run_foster
 from tests.toy_data import as_argv, toy_options
 
@@ -26,13 +28,22 @@ def free_port():
         return str(s.getsockname()[1])
 
 
+def _digest(model):
+    return hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in model.state_dict().values())).hexdigest()
+
+
 def _what_each_rank_sees(ctx):
-    """Each rank's per-process batch size and the training rows it is given in one epoch."""
+    """Each rank's per-process batch size, the training rows it is given in one epoch, and its
+    weights before and after one epoch of the plugin's trainer (RecBole's gradient all-reduce)."""
     ctx.train_data.sampler.set_epoch(0)
     rows = sorted(int(i) for i in ctx.train_data.sampler)
+    model = ctx.new_model(ctx.config["seed"] + global_rank(ctx.config))  # DDP broadcasts rank 0's weights
+    trainer = CheckpointSafeTrainer(ctx.config, model)
+    initial = _digest(model)
+    trainer._train_epoch(ctx.train_data, 0)
     seen = [None] * ctx.config["world_size"]
     dist.all_gather_object(seen, {"step": ctx.train_data.step, "rows": rows, "size": ctx.train_data.sample_size,
-                                  "batches": len(ctx.train_data)})
+                                  "batches": len(ctx.train_data), "initial": initial, "trained": _digest(model)})
     return seen
 
 
@@ -46,6 +57,9 @@ def test_two_processes_split_each_batch_of_the_same_global_size(toy_data_root, t
     assert set(ranks[0]["rows"]) | set(ranks[1]["rows"]) == set(range(size))  # together: every row
     assert len(ranks[0]["rows"]) == len(ranks[1]["rows"]) == (size + 1) // 2  # each: half (one repeat if odd)
     assert ranks[0]["batches"] == -(-((size + 1) // 2) // (BATCH // 2))
+    # the gradients are all-reduced through the plugin's trainer: both ranks take the same steps
+    assert ranks[0]["initial"] == ranks[1]["initial"] and ranks[0]["trained"] == ranks[1]["trained"]
+    assert ranks[0]["trained"] != ranks[0]["initial"]
 
 
 def test_two_processes_train_the_full_run_close_to_one_and_write_the_pool_once(toy_data_root, tiny_bert_dir,
