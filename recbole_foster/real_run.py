@@ -32,6 +32,9 @@ import time
 import numpy as np
 import torch
 
+from recbole.utils import init_seed
+
+from recbole_foster import distributed
 from recbole_foster.banners import real_run_banner
 from recbole_foster.trainer import CheckpointSafeTrainer
 
@@ -46,6 +49,7 @@ NOT_IN_KEY = {
     "single_spec", "local_rank", "skip_malformed", "eval_batch_size", "checkpoint_dir", "anchor_dir", "text_cache_dir",
     "text_batch_size", "text_encoder", "save_dataset", "save_dataloaders", "dataset_save_path",
     "dataloaders_save_path", "generate_temperature", "set_standalone", "verbose", "real_run_extend",
+    "nproc", "world_size", "ip", "port", "offset",  # how many processes: in the key as world_size when > 1
 }
 NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_", "diet_")
 
@@ -58,6 +62,9 @@ def pool_key(config, text_encoder_used, **changes):
         if k not in NOT_IN_KEY and not k.startswith(NOT_IN_KEY_PREFIXES)
     }
     relevant["text_encoder_used"] = text_encoder_used
+    size = distributed.world_size(config)
+    if size > 1:  # DDP sees the data in another order: not the one-process run (whose key stays as it was)
+        relevant["world_size"] = size
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -133,6 +140,8 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
                 + (" (early stopping may end it sooner)" if left else ""))
 
     def _save_resume_state(self, train_data, finished_epoch, file=RESUME_FILE):
+        if not distributed.is_writer(self.config):
+            return
         keys, pos, has_gauss, cached = np.random.get_state()[1:]
         state = {
             "epoch": finished_epoch,
@@ -214,10 +223,11 @@ class AnchorRecordingTrainer(CheckpointSafeTrainer):
     def _valid_epoch(self, valid_data, show_progress=False):
         score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
         file = f"epoch_{self._epoch}.pt"
-        # a new file, not written in place: an extension's first epochs are hard links to a capped run's
-        tmp = os.path.join(self.anchor_folder, file + ".tmp")
-        torch.save(self.model.state_dict(), tmp)
-        os.replace(tmp, os.path.join(self.anchor_folder, file))
+        if distributed.is_writer(self.config):  # the ranks hold the same weights: one writes them
+            # a new file, not written in place: an extension's first epochs are hard links to a capped run's
+            tmp = os.path.join(self.anchor_folder, file + ".tmp")
+            torch.save(self.model.state_dict(), tmp)
+            os.replace(tmp, os.path.join(self.anchor_folder, file))
         self.anchor_rows.append({
             "epoch": self._epoch,
             "step": (self._epoch + 1) * self._batches_per_epoch,
@@ -334,7 +344,23 @@ def ensure_real_run(ctx):
             real_run_banner(ctx, folder, manifest)  # "reused from ..."
             return RealRun(folder, manifest, trained_now=False)
         real_run_banner(ctx, folder)  # "training ...; cached at ..."
-        return RealRun(folder, _record_real_run(ctx, folder), trained_now=True)
+        if distributed.world_size(ctx.config) == 1:
+            return RealRun(folder, _record_real_run(ctx, folder), trained_now=True)
+        return RealRun(folder, _record_on_several(ctx, folder), trained_now=True)
+
+
+def _record_on_several(ctx, folder):
+    """The Full run trained by ``nproc`` processes (:mod:`recbole_foster.distributed`); global
+    rank 0 writes the pool, and this process continues the run on one device."""
+    outcome = distributed.launch(ctx, _record_real_run, folder)
+    manifest = load_manifest(folder)
+    if manifest is None:  # a machine with offset > 0 whose anchor_dir is not rank 0's
+        raise distributed.CLIError(f"the real-data run was trained, but rank 0 wrote it on another machine "
+                                   f"({folder} is not complete here): run the methods there, or share anchor_dir.")
+    if outcome is not None:
+        for phase in ("train", "eval"):
+            ctx.timings[phase] = ctx.timings.get(phase, 0.0) + outcome["timings"].get(phase, 0.0)
+    return manifest
 
 
 def _try_lock(file):
@@ -349,6 +375,8 @@ def _record_real_run(ctx, folder):
     """The Full run: train, test, save the teacher, then write the manifest (last)."""
     config = ctx.config
     model = ctx.new_model(config["seed"])
+    if not config["single_spec"]:  # each rank its own dropout stream, as RecBole seeds them (seed + rank)
+        init_seed(config["seed"] + distributed.global_rank(config), config["reproducibility"])
     trainer = AnchorRecordingTrainer(config, model, folder)
     trainer.saved_model_file = os.path.join(folder, "best.pth")
     resumed_at = trainer.resume_if_interrupted(ctx.train_data)
@@ -356,8 +384,11 @@ def _record_real_run(ctx, folder):
         ctx.logger.info(f"Resuming the interrupted real-data run in {folder} at epoch {resumed_at} "
                         f"(delete {RESUME_FILE} there to start it again)")
     else:
-        _remove_training_files(folder)  # left by an attempt killed before its first resume state
+        if distributed.is_writer(config):
+            _remove_training_files(folder)  # left by an attempt killed before its first resume state
+        distributed.barrier(config)
         _extend_capped_run(ctx, trainer, folder)
+        distributed.barrier(config)
     with ctx.timed("train"):
         _, best_valid = trainer.fit(ctx.train_data, ctx.valid_data, saved=True,
                                     show_progress=config["show_progress"])
@@ -366,8 +397,11 @@ def _record_real_run(ctx, folder):
                              config["stopping_step"])["stopped_by"]
     if ended == "epoch cap":
         trainer.save_capped_state(ctx.train_data)  # before evaluate() loads the best weights
+    distributed.barrier(config)  # rank 0 has written the best model every rank loads
     with ctx.timed("eval"):
         test = trainer.evaluate(ctx.test_data, load_best_model=True, show_progress=False)
+    if not distributed.is_writer(config):
+        return None
     torch.save(trainer.model.state_dict(), os.path.join(folder, "teacher.pt"))
     manifest = {
         "complete": True,
@@ -383,6 +417,7 @@ def _record_real_run(ctx, folder):
         "train_seconds": ctx.timings.get("train") + trainer.seconds_before_resume,
         "resumed_at_epoch": resumed_at,
         "extended_from": _read_json(os.path.join(folder, EXTENSION_FILE)),
+        **({} if config["single_spec"] else {"world_size": int(config["world_size"])}),
     }
     write_manifest(folder, manifest)
     _remove_training_files(folder)
@@ -402,19 +437,21 @@ def _extend_capped_run(ctx, trainer, folder):
         found = find_capped_run(ctx.config, ctx.text_encoder)  # a smaller capped run that kept its state
     if found is None:
         return
+    writer = distributed.is_writer(ctx.config)
     capped_folder, capped, cap = found
     state_file = os.path.join(capped_folder, CAPPED_STATE_FILE)
     if os.path.isfile(state_file):
         start, optimizer = trainer.resume_from(state_file, ctx.train_data), "restored"
     else:
         start, optimizer = trainer.restart_from_checkpoints(capped_folder, capped), "restarted"
-    for row in capped["checkpoints"]:  # its trajectory is this run's first epochs
+    for row in capped["checkpoints"] if writer else ():  # its trajectory is this run's first epochs
         _link_or_copy(os.path.join(capped_folder, row["file"]), os.path.join(folder, row["file"]))
     trainer.save_best_from(capped_folder, capped["teacher"], capped["best_epoch"])
     extension = {"run": os.path.basename(capped_folder), "epoch_cap": cap,
                  "continued_at_epoch": start, "optimizer": optimizer}
-    with open(os.path.join(folder, EXTENSION_FILE), "w") as f:
-        json.dump(extension, f)
+    if writer:
+        with open(os.path.join(folder, EXTENSION_FILE), "w") as f:
+            json.dump(extension, f)
     ctx.logger.info(f"Continuing the capped real-data run {capped_folder} at epoch {start} "
                     f"(optimizer state {optimizer}); its checkpoints are this run's first epochs")
 
