@@ -6,7 +6,8 @@ and a curve of one FOSTER outer step's time and memory on synthetic catalogs of 
     python benchmarks/efficiency.py --dataset=amazon-games --data_path=../shared/data
 
 Every configuration is measured in this one process, on the same data, model and summary size.
-Time: wall clock of ``--timed_steps`` outer steps after one warm-up step; ``epoch_s`` is that
+Time: wall clock of ``--timed_steps`` outer steps after one warm-up step, the configurations
+taking their steps in turns (so a changing machine load weighs on all alike); ``epoch_s`` is that
 per-step time times ``--steps_per_epoch`` (default R = foster_reset_interval, the outer steps
 between two resets), i.e. extrapolated, not timed over a whole epoch. Memory: the traced peak of
 tensors allocated during one outer step (PyTorch profiler allocation events; on CUDA the peak
@@ -165,12 +166,23 @@ def rss_mb():
 
 def measure(trainer, timed_steps, device):
     """(seconds per outer step, traced peak MiB of one step)."""
-    trainer.outer_step()  # warm-up, includes the first reset
-    start = time.perf_counter()
+    (step_s,), (peak,) = measure_together([trainer], timed_steps, device)
+    return step_s, peak
+
+
+def measure_together(trainers, timed_steps, device):
+    """([seconds per outer step], [traced peak MiB of one step]) of each trainer, their timed steps
+    taken in turns (one step of each per round), so that a change of the machine's load during
+    the run weighs on every configuration alike and their ratios stay fair."""
+    for trainer in trainers:
+        trainer.outer_step()  # warm-up, includes the first reset
+    seconds = [0.0] * len(trainers)
     for _ in range(timed_steps):
-        trainer.outer_step()
-    step_s = (time.perf_counter() - start) / timed_steps
-    return step_s, traced_peak_mb(trainer.outer_step, device)
+        for i, trainer in enumerate(trainers):
+            start = time.perf_counter()
+            trainer.outer_step()
+            seconds[i] += time.perf_counter() - start
+    return [s / timed_steps for s in seconds], [traced_peak_mb(t.outer_step, device) for t in trainers]
 
 
 def ratio(td3, foster):
@@ -189,7 +201,10 @@ def plot(results, path):
         ax.set_ylim(bottom=0)  # from zero: flat means flat
         ax.set_xlabel("catalog size (items)")
         ax.set_ylabel(label)
-    fig.suptitle(f"FOSTER ({results['n_sampled_items']} sampled items): one outer step vs catalog size")
+    dims = sorted({r.get("dim") for r in results["scaling"]} - {None})
+    shared = ", one table shared by the models" if results.get("scaling_tables_shared") else ""
+    fig.suptitle(f"FOSTER ({results['n_sampled_items']} sampled items): one outer step vs catalog size "
+                 f"(tables {'/'.join(map(str, dims))} wide{shared})")
     save(fig, path)
 
 
@@ -215,23 +230,19 @@ def main(argv):
     steps_per_epoch = args.steps_per_epoch or config["foster_reset_interval"]
     catalog = SimpleNamespace(n_items=ctx.dataset.item_num, item_text_embeddings=ctx.dataset.item_text_embeddings,
                               num=lambda field: ctx.dataset.item_num)
-    rows = []
-    for method in ("td3", "foster"):
-        for sampled in (None, args.sampled):
-            trainer = build(ctx, method, sampled, catalog, ctx.train_data.dataset)
-            step_s, peak = measure(trainer, args.timed_steps, device)
-            rows.append({"method": method, "items": "all" if sampled is None else sampled, "step_s": step_s,
-                         "epoch_s": step_s * steps_per_epoch, "peak_mem_mb": peak})
-            print(json.dumps(rows[-1]), flush=True)
+    configurations = [(method, sampled, {}) for method in ("td3", "foster") for sampled in (None, args.sampled)]
     extra = [("td3", {"td3_window": int(w)}) for w in args.td3_windows.split(",") if w]
     if args.fused_gelu:
         extra += [("td3", {"fused_gelu": True}), ("foster", {"fused_gelu": True})]
-    for method, variant in extra:
-        trainer = build(ctx, method, args.sampled, catalog, ctx.train_data.dataset, **variant)
-        step_s, peak = measure(trainer, args.timed_steps, device)
-        rows.append({"method": method, "items": args.sampled, **variant, "step_s": step_s,
+    configurations += [(method, args.sampled, variant) for method, variant in extra]
+    trainers = [build(ctx, method, sampled, catalog, ctx.train_data.dataset, **variant)
+                for method, sampled, variant in configurations]
+    rows = []
+    for (method, sampled, variant), step_s, peak in zip(configurations, *measure_together(trainers, args.timed_steps, device)):
+        rows.append({"method": method, "items": "all" if sampled is None else sampled, **variant, "step_s": step_s,
                      "epoch_s": step_s * steps_per_epoch, "peak_mem_mb": peak})
         print(json.dumps(rows[-1]), flush=True)
+    del trainers
     scaling = []
     dim = args.scaling_dim or ctx.dataset.item_text_embeddings.size(1)
     for n_items in [int(n) for n in args.scaling.split(",") if n]:
