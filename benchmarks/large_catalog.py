@@ -15,6 +15,9 @@ For each catalog size N (``--items``) this script
    ``MAX_ITEM_LIST_LENGTH``; with pandas, not through RecBole's Dataset) and runs ``--steps``
    FOSTER outer steps (``--sampled`` items per step, untrained teacher as in efficiency.py).
 
+``--share_tables``: the learner, teacher and FOSTER's inner copy use one catalog table instead of
+a copy each (what a run would hold with the models sharing the dataset's table).
+
 Peak resident memory (VmHWM of this process, reset before every phase through
 /proc/self/clear_refs) is recorded per phase. Writes
 ``benchmarks/results/speed/large-catalog.json`` and ``.png``.
@@ -22,6 +25,7 @@ Peak resident memory (VmHWM of this process, reset before every phase through
     python benchmarks/large_catalog.py --items=10000,100000,1000000 --embed_max=100000
 """
 
+import argparse
 import json
 import os
 import platform
@@ -144,7 +148,7 @@ def run_size(n_items, args, config, tokenizer, words):
     catalog = Catalog(table)
 
     def distil():
-        loop = build(ctx_of(config), "foster", args.sampled, catalog, samples)
+        loop = build(ctx_of(config), "foster", args.sampled, catalog, samples, share_tables=args.share_tables)
         loop.outer_step()  # the first step includes the reset
         start = time.perf_counter()
         for _ in range(args.steps):
@@ -199,27 +203,44 @@ def encoder_name(used, requested):
     return os.path.basename(used.rstrip("/")) if os.path.isdir(used) else used
 
 
+def sizes_of(text):
+    """``"10000,100000"`` -> ``[10000, 100000]`` (catalog sizes of at least 2 items)."""
+    try:
+        sizes = [int(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of item counts >= 2")
+    return sizes
+
+
 def main(argv):
     parser = parser_of(__doc__)
-    parser.add_argument("--items", default="10000,100000")
+    parser.add_argument("--items", type=sizes_of, default="10000,100000")
     parser.add_argument("--embed_max", type=int, default=100000)
     parser.add_argument("--text_encoder", default=None, help="default: the offline all-MiniLM-L6-v2 fallback")
     parser.add_argument("--batch_size", type=int, default=256)
     parser.add_argument("--dim", type=int, default=384, help="width of the random table of sizes not embedded")
     parser.add_argument("--sampled", type=int, default=512)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--share_tables", action="store_true",
+                        help="the models use one catalog table (efficiency.py's option); writes large-catalog-shared.json")
+    parser.add_argument("--name", default=None, help="file name of the results (default: large-catalog[-shared])")
     parser.add_argument("--keep_cache", action="store_true", help="reuse (or resume) the embedding caches of --work")
     parser.add_argument("--work", default=os.path.join("outputs", "large_catalog"))
     parser.add_argument("--out", default=os.path.join("benchmarks", "results", "speed"))
     args, run_options = parse(parser, argv)
     args.text_encoder = args.text_encoder or te._fallback_folder()
     config, _ = build_config({"dataset": args.dataset, "method": "foster", **run_options})
-    tokenizer, model, used = te.load_text_encoder(args.text_encoder)
+    try:
+        tokenizer, model, used = te.load_text_encoder(args.text_encoder)
+    except te.TextEncoderUnavailable as error:
+        parser.error(str(error))
     args.dim = model.config.hidden_size
     words = vocabulary(tokenizer)
     del model
     sizes = []
-    for n_items in [int(n) for n in args.items.split(",") if n]:
+    for n_items in args.items:
         sizes.append(run_size(n_items, args, config, tokenizer, words))
         print(json.dumps(sizes[-1]), flush=True)
     extrapolate(sizes)
@@ -228,11 +249,12 @@ def main(argv):
         "n_sampled_items": args.sampled, "timed_steps": args.steps, "embed_batch_size": args.batch_size,
         "threads": torch.get_num_threads(), "device": str(config["device"]),
         "machine": platform.processor() or platform.machine(), "load": os.getloadavg(),
-        "peak_is": "VmHWM of the process during the phase (reset per phase via /proc/self/clear_refs)",
+        "tables_shared": args.share_tables, "peak_is": "VmHWM of the process during the phase (reset per phase via /proc/self/clear_refs)",
         "command": command_of("large_catalog.py", argv), "sizes": sizes,
     }
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "large-catalog.json")
+    name = args.name or ("large-catalog-shared" if args.share_tables else "large-catalog")
+    path = os.path.join(args.out, name + ".json")
     with open(path, "w") as f:
         json.dump(results, f, indent=2)
     plot(results, path[:-5] + ".png")
