@@ -1,5 +1,9 @@
 """Item text embeddings from a HuggingFace encoder: computed once, cached on disk.
 
+The embedding streams batch by batch into a memory-mapped file with a progress record, so a
+large catalog never holds its texts' embeddings twice in memory and a killed run resumes at the
+next batch.
+
 The cache key covers the encoder actually used, the text fields, pooling, max tokens and every
 item text, so changing any of them recomputes and a cache from another encoder or dataset is
 never reused. When the configured encoder cannot be loaded (no model hub here), the
@@ -131,26 +135,45 @@ def load_text_encoder(name_or_path, allow_fallback=True):
     return tokenizer, model, FALLBACK_ENCODER
 
 
+def encoded_batches(texts, tokenizer, model, pooling="cls", max_tokens=64, batch_size=256, device="cpu",
+                    start=0, show_progress=True):
+    """``(first_row, (rows, hidden) float32 array)`` per batch of ``batch_size`` texts from ``start``.
+
+    Batches always begin at multiples of ``batch_size``, so a resumed run pads (and therefore
+    computes) every batch exactly as an uninterrupted one does.
+    """
+    _check_pooling(pooling)  # now, not at the first batch
+    model = model.to(device)
+    first = range(start - start % batch_size, len(texts), batch_size)
+    return ((begin, _encode_batch(list(texts[begin:begin + batch_size]), tokenizer, model, pooling, max_tokens, device))
+            for begin in tqdm(first, desc="Embedding item texts", disable=not show_progress))
+
+
+def _check_pooling(pooling):
+    if pooling not in POOLINGS:
+        raise ValueError(f"text_pooling must be one of {POOLINGS}, got {pooling!r}.")
+
+
 @torch.inference_mode()
+def _encode_batch(texts, tokenizer, model, pooling, max_tokens, device):
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=max_tokens, return_tensors="pt").to(device)
+    hidden = model(**batch).last_hidden_state
+    if pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    return pooled.float().cpu().numpy()
+
+
 def encode_texts(texts, tokenizer, model, pooling="cls", max_tokens=64, batch_size=256, device="cpu",
                  show_progress=True):
     """(len(texts), hidden) float32 array: CLS token or attention-masked mean of the last layer."""
-    if pooling not in POOLINGS:
-        raise ValueError(f"text_pooling must be one of {POOLINGS}, got {pooling!r}.")
-    model = model.to(device)
-    out = []
-    batches = range(0, len(texts), batch_size)
-    for start in tqdm(batches, desc="Embedding item texts", disable=not show_progress):
-        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
-                          max_length=max_tokens, return_tensors="pt").to(device)
-        hidden = model(**batch).last_hidden_state
-        if pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        out.append(pooled.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    out = np.empty((len(texts), model.config.hidden_size), dtype=np.float32)
+    for begin, rows in encoded_batches(texts, tokenizer, model, pooling, max_tokens, batch_size, device,
+                                       show_progress=show_progress):
+        out[begin:begin + len(rows)] = rows
+    return out
 
 
 def cache_key(used_encoder, text_fields, pooling, max_tokens, texts):
@@ -159,33 +182,83 @@ def cache_key(used_encoder, text_fields, pooling, max_tokens, texts):
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _write_json(path, data):
+    with open(path + ".tmp", "w") as f:
+        json.dump(data, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def _rows_done(base, key, shape):
+    """Rows of ``<base>.partial.npy`` an interrupted run finished, or 0 when there is nothing to resume."""
+    try:
+        with open(base + ".progress.json") as f:
+            progress = json.load(f)
+        partial = np.load(base + ".partial.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return 0
+    if progress.get("key") != key or partial.shape != shape or partial.dtype != np.float32:
+        return 0
+    return min(int(progress.get("rows_done", 0)), shape[0])
+
+
+def embed_to_cache(texts, tokenizer, model, base, key, pooling, max_tokens, batch_size, device, show_progress=True):
+    """Embed ``texts`` batch by batch into ``<base>.partial.npy`` (memory-mapped), resumably.
+
+    After each batch the rows are flushed and ``<base>.progress.json`` records how many are done,
+    so a killed run resumes at the next batch and never recomputes a finished row; the finished
+    table is renamed to ``<base>.npy``, the plain .npy format of the cache. Returns the first
+    row this call computed (0 for a fresh run).
+    """
+    _check_pooling(pooling)  # before any file is written
+    shape = (len(texts), model.config.hidden_size)
+    done = _rows_done(base, key, shape)
+    if done == 0:
+        table = np.lib.format.open_memmap(base + ".partial.npy", mode="w+", dtype=np.float32, shape=shape)
+        _write_json(base + ".progress.json", {"key": key, "rows_done": 0, "batch_size": int(batch_size)})
+    else:
+        table = np.load(base + ".partial.npy", mmap_mode="r+")
+        logger.info("resuming the text embedding at row %d of %d (%s.partial.npy)", done, shape[0], base)
+    start = done - done % batch_size
+    for begin, rows in encoded_batches(texts, tokenizer, model, pooling, max_tokens, batch_size, device,
+                                       start=start, show_progress=show_progress):
+        table[begin:begin + len(rows)] = rows
+        table.flush()
+        _write_json(base + ".progress.json", {"key": key, "rows_done": begin + len(rows), "batch_size": int(batch_size)})
+    table.flush()
+    del table
+    os.replace(base + ".partial.npy", base + ".npy")
+    os.remove(base + ".progress.json")
+    return start
+
+
 def get_text_embeddings(texts, text_encoder, text_fields, pooling="cls", max_tokens=64, batch_size=256,
                         cache_dir=None, device="cpu", allow_fallback=True, show_progress=True):
-    """``(embeddings, used_encoder, info)``, from the disk cache when the key matches."""
+    """``(embeddings, used_encoder, info)``, from the disk cache when the key matches.
+
+    With a ``cache_dir`` the embeddings stream batch by batch into a memory-mapped file (see
+    :func:`embed_to_cache`) and come back as a read-only memory map of the cached .npy, so the
+    table is never held in memory twice; without one, as an in-memory array.
+    """
     tokenizer, model, used = load_text_encoder(str(text_encoder), allow_fallback=allow_fallback)
     key = cache_key(used, text_fields, pooling, max_tokens, texts)
-    info = {"cache_hit": False, "cache_file": None, "key": key}
-    if cache_dir:
-        base = os.path.join(cache_dir, key[:20])
-        info["cache_file"] = base + ".npy"
-        if os.path.isfile(base + ".npy") and os.path.isfile(base + ".json"):
-            with open(base + ".json") as f:
-                meta = json.load(f)
-            if meta.get("key") == key:
-                info["cache_hit"] = True
-                return np.load(base + ".npy"), used, info
-    embeddings = encode_texts(texts, tokenizer, model, pooling, max_tokens, batch_size, device, show_progress)
-    if cache_dir:
-        os.makedirs(cache_dir, exist_ok=True)
-        np.save(base + ".tmp.npy", embeddings)
-        os.replace(base + ".tmp.npy", base + ".npy")
-        meta = {"key": key, "encoder": used, "requested_encoder": str(text_encoder), "fields": list(text_fields),
-                "pooling": pooling, "max_tokens": int(max_tokens), "n_texts": len(texts),
-                "dim": int(embeddings.shape[1])}
-        with open(base + ".json.tmp", "w") as f:
-            json.dump(meta, f, indent=1)
-        os.replace(base + ".json.tmp", base + ".json")
-    return embeddings, used, info
+    info = {"cache_hit": False, "cache_file": None, "key": key, "resumed_at": None}
+    if not cache_dir:
+        return encode_texts(texts, tokenizer, model, pooling, max_tokens, batch_size, device, show_progress), used, info
+    base = os.path.join(cache_dir, key[:20])
+    info["cache_file"] = base + ".npy"
+    if os.path.isfile(base + ".npy") and os.path.isfile(base + ".json"):
+        with open(base + ".json") as f:
+            meta = json.load(f)
+        if meta.get("key") == key:
+            info["cache_hit"] = True
+            return np.load(base + ".npy", mmap_mode="r"), used, info
+    os.makedirs(cache_dir, exist_ok=True)
+    start = embed_to_cache(texts, tokenizer, model, base, key, pooling, max_tokens, batch_size, device, show_progress)
+    info["resumed_at"] = start or None
+    _write_json(base + ".json", {"key": key, "encoder": used, "requested_encoder": str(text_encoder),
+                                 "fields": list(text_fields), "pooling": pooling, "max_tokens": int(max_tokens),
+                                 "n_texts": len(texts), "dim": int(model.config.hidden_size)})
+    return np.load(base + ".npy", mmap_mode="r"), used, info
 
 
 # ----- item texts of a RecBole dataset and their embedding table -----
@@ -231,7 +304,9 @@ def attach_item_text_embeddings(config, dataset, show_progress=True):
         device=config["device"],
         show_progress=show_progress,
     )
-    table = torch.as_tensor(np.asarray(table, dtype=np.float32)).clone()
+    if isinstance(table, np.memmap):
+        table = np.array(table)  # the one in-memory copy; the cache file stays read-only
+    table = torch.from_numpy(np.ascontiguousarray(table, dtype=np.float32))
     table[0] = 0.0
     dataset.item_text_embeddings = table
     dataset.text_encoder_used = used

@@ -30,9 +30,9 @@ def test_cache_hit_and_invalidation(tiny_bert_dir, tmp_path, monkeypatch):
     first, used, info = te.get_text_embeddings(TEXTS, **kwargs)
     assert not info["cache_hit"] and os.path.isfile(info["cache_file"])
 
-    calls = []
-    real_encode = te.encode_texts
-    monkeypatch.setattr(te, "encode_texts", lambda *a, **k: calls.append(1) or real_encode(*a, **k))
+    calls = []  # one per batch computed; every call here is one batch
+    real_encode = te._encode_batch
+    monkeypatch.setattr(te, "_encode_batch", lambda *a, **k: calls.append(1) or real_encode(*a, **k))
     again, _, info = te.get_text_embeddings(TEXTS, **kwargs)
     assert info["cache_hit"] and not calls and np.array_equal(first, again)
 
