@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-# this folder holds profile.py, which would shadow the standard library's profile (cProfile imports it)
+# (benchmarks/profile_run.py is not named profile.py: that would shadow the standard library's profile (cProfile imports it)
 sys.path = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

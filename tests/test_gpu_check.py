@@ -34,7 +34,8 @@ def test_every_method_runs_on_the_cpu_and_is_timed(toy_data_root, tiny_bert_dir,
     rows = summary["cases"]
     assert summary["all_ok"] and summary["problems"] == [] and summary["device"] == "cpu"
     assert summary["command"].startswith("python benchmarks/gpu_check.py ")
-    assert {row["method"] for row in rows.values()} == set(METHODS)  # every registered method ran
+    built_in = {name for name, m in METHODS.items() if type(m).__module__.startswith("recbole_foster.")}
+    assert {row["method"] for row in rows.values()} == built_in  # every method of the package ran (a test may register others)
     assert {f"random_kd-{s}" for s in gpu_check.STORAGES} <= set(rows)  # and every label storage
     for name, row in rows.items():
         assert row["status"] == "ok" and row["device"] == "cpu", name

@@ -1,9 +1,9 @@
 """Where a run's time goes: its phases and its top functions, for one run_foster.py command.
 
-    python benchmarks/profile.py --name=default                      # the default run (ml-100k)
-    python benchmarks/profile.py --name=small-set-eval --method=random_kd --label_storage=text_code \\
+    python benchmarks/profile_run.py --name=default                      # the default run (ml-100k)
+    python benchmarks/profile_run.py --name=small-set-eval --method=random_kd --label_storage=text_code \\
         --n_sequences=20 --distilled_eval_seeds=3
-    python benchmarks/profile.py --name=small-set-eval-before --repo=/work/wt-before29 --method=...
+    python benchmarks/profile_run.py --name=small-set-eval-before --repo=/work/wt-before29 --method=...
 
 Runs ``run_foster.py`` of the checkout ``--repo`` (default: this one, first on ``PYTHONPATH``) in a
 subprocess under cProfile, so the code of another checkout (before a change) is profiled the same
