@@ -10,6 +10,7 @@ only the wrapper is built without ``device_ids`` on CPU (torch refuses them ther
 global rank 0 writes the checkpoint (RecBole lets every machine's first process write).
 """
 
+import os
 import recbole.trainer.trainer as recbole_trainer
 import torch
 from recbole.trainer import Trainer
@@ -37,6 +38,8 @@ def ddp_wrapper(config):
 
 class CheckpointSafeTrainer(Trainer):
     def __init__(self, config, model):
+        # RecBole's ensure_dir checks, then creates: ranks started together race on it
+        os.makedirs(config["checkpoint_dir"], exist_ok=True)
         wrapper = recbole_trainer.DistributedDataParallel
         recbole_trainer.DistributedDataParallel = ddp_wrapper(config)
         try:
