@@ -6,6 +6,8 @@ never abbreviated, so a run option (``--seed``) is never mistaken for a script o
 """
 
 import argparse
+import json
+import os
 
 import matplotlib
 
@@ -36,6 +38,18 @@ def parse(parser, argv):
 def command_of(script, argv):
     """The command line that reproduces an output, written beside it."""
     return f"python benchmarks/{script} " + " ".join(argv)
+
+
+def write_results(folder, name, results, plot=None):
+    """``<folder>/<name>.json`` (and, with ``plot(results, png_path)``, its picture); prints its path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, name + ".json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    if plot is not None:
+        plot(results, path[:-5] + ".png")
+    print(f"results: {path}")
+    return path
 
 
 def write_table(path, command, table):

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from recbole.model.layers import FeedForward
 from torch.profiler import ProfilerActivity, profile
 
-from common import command_of, figure, parse, parser_of, save  # beside this script
+from common import command_of, figure, parse, parser_of, save, write_results  # beside this script
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.distill.bome import BomeSolver
 from recbole_foster.distill.loop import DistillationLoop
@@ -278,13 +278,7 @@ def main(argv):
         f"td3_{args.sampled}_over_foster_{args.sampled}": ratios,
         "rows": rows, "scaling": scaling, "scaling_tables_shared": args.share_tables,
     }
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"efficiency-{args.dataset}.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    if scaling:
-        plot(results, path[:-5] + ".png")
-    print(f"results: {path}")
+    write_results(args.out, f"efficiency-{args.dataset}", results, plot if scaling else None)
 
 
 if __name__ == "__main__":

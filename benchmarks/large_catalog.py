@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common import command_of, figure, parse, parser_of, save  # beside this script
+from common import command_of, figure, parse, parser_of, save, write_results  # beside this script
 from efficiency import build  # beside this script
 from recbole_foster import text_embedding as te
 from recbole_foster.run import build_config
@@ -252,13 +252,8 @@ def main(argv):
         "tables_shared": args.share_tables, "peak_is": "VmHWM of the process during the phase (reset per phase via /proc/self/clear_refs)",
         "command": command_of("large_catalog.py", argv), "sizes": sizes,
     }
-    os.makedirs(args.out, exist_ok=True)
     name = args.name or ("large-catalog-shared" if args.share_tables else "large-catalog")
-    path = os.path.join(args.out, name + ".json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    plot(results, path[:-5] + ".png")
-    print(f"results: {path}")
+    write_results(args.out, name, results, plot)
 
 
 if __name__ == "__main__":

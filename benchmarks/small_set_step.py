@@ -28,7 +28,7 @@ from recbole_foster import FosterConfig
 from recbole_foster.training_sets import HardSequences, TeacherLabelledSequences
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import command_of, figure, parser_of, save  # noqa: E402
+from common import command_of, figure, parser_of, save, write_results  # noqa: E402
 from efficiency import FakeCatalog  # noqa: E402
 
 
@@ -116,12 +116,7 @@ def main(argv):
                "s_per_step_is": f"fastest of {args.repeats} interleaved rounds of {args.steps} steps (after a warm-up step)",
                "threads": 1, "load_average_at_end": os.getloadavg(),
                "machine": platform.processor() or platform.machine(), "cases": cases}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "small-set-step.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    plot(results, path[:-5] + ".png")
-    print(f"results: {path}")
+    write_results(args.out, "small-set-step", results, plot)
 
 
 if __name__ == "__main__":

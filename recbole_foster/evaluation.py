@@ -60,15 +60,16 @@ def copy_teacher_embeddings(model, teacher):
 def _evaluator(ctx, model):
     """``evaluate(data)`` -> RecBole's metrics of ``model`` on ``data``: the fast scorer where it
     applies (see the module docstring), else RecBole's ``Trainer.evaluate`` (built once, on need)."""
-    trainers = []
+    trainer = None
 
     def evaluate(data):
+        nonlocal trainer
         scorer = scorer_for(ctx.config, data) if ctx.config["distilled_fast_scorer"] is not False else None
         if scorer is not None:
             return scorer.evaluate(model)
-        if not trainers:
-            trainers.append(ctx.new_trainer(model))
-        return trainers[0].evaluate(data, load_best_model=False, show_progress=False)
+        if trainer is None:
+            trainer = ctx.new_trainer(model)
+        return trainer.evaluate(data, load_best_model=False, show_progress=False)
 
     return evaluate
 
