@@ -119,11 +119,6 @@ def test_what_a_loop_holds_besides_its_catalog_tables_does_not_grow(ctx):
     assert held_besides_tables(SMALL) == held_besides_tables(LARGE) > 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "each TextSASRec clones the catalog table (TextItemEmbedding: table.detach().clone()) and "
-    "BomeSolver deep-copies the learner, so a FOSTER loop holds 3 copies of the raw table plus the "
-    "summary's item factor (4 x n_items x d floats: 4 x 15 GiB at 10M x 384); one shared raw table "
-    "and the item factor are enough"))
 def test_a_foster_loop_holds_at_most_two_catalog_tables(ctx):
     loop = make_loop(ctx, SMALL, BomeSolver)
     assert len(catalog_tables(loop, SMALL)) <= 2  # the raw text table (shared) and the summary's item factor

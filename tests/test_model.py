@@ -16,7 +16,7 @@ from recbole_foster import FosterConfig
 from recbole_foster.compat import keep_anomaly_detection
 from recbole_foster.dataset import create_dataset
 from recbole_foster.text_embedding import attach_item_text_embeddings
-from recbole_foster.model.text_item_embedding import TextItemEmbedding
+from recbole_foster.model.text_item_embedding import TextItemEmbedding, copy_sharing_tables
 from recbole_foster.model.text_sasrec import TextSASRec
 from tests.toy_data import toy_options
 
@@ -96,13 +96,22 @@ def test_table_is_frozen_and_out_of_the_state_dict():
     table = text_table()
     embedding = TextItemEmbedding(table, 4)
     assert set(embedding.state_dict()) == {"projection.weight", "projection.bias"}
-    assert torch.equal(embedding.table, table) and embedding.table.data_ptr() != table.data_ptr()  # a copy
+    assert embedding.table.data_ptr() == table.data_ptr()  # shared, not copied
     embedding.weight.sum().backward()
     assert embedding.table.grad is None and not embedding.table.requires_grad
     assert embedding.projection.weight.grad is not None and embedding.projection.bias.grad is not None
     assert embedding.double().table.dtype == torch.float64  # a buffer: follows the module
     with pytest.raises(ValueError, match="table"):
         TextItemEmbedding(torch.zeros(5), 4)
+
+
+def test_copies_share_the_frozen_table_and_nothing_else():
+    model = nn.Sequential(TextItemEmbedding(text_table(), 4))
+    twin = copy_sharing_tables(model)
+    assert twin[0].table is model[0].table
+    assert twin[0].projection.weight.data_ptr() != model[0].projection.weight.data_ptr()
+    twin[0].projection.weight.data.add_(1.0)
+    assert not torch.equal(twin[0].projection.weight, model[0].projection.weight)
 
 
 def test_text_item_embedding_turns_recbole_gru4rec_into_a_text_model(toy):

@@ -14,12 +14,11 @@ gradients are used; nothing is unrolled.
 :class:`recbole_foster.distill.loop.DistillationLoop`.
 """
 
-import copy
-
 import torch
 
 from recbole_foster.distill.loop import record_of
 from recbole_foster.distill.synthetic import mean_entropy
+from recbole_foster.model.text_item_embedding import copy_sharing_tables
 from recbole_foster.training_sets import soft_sequence_loss
 
 # RecBole's ``learner`` names (``Trainer._build_optimizer``); anything else falls back to Adam, as there
@@ -106,7 +105,7 @@ class BomeSolver:
     label = "FOSTER"
 
     def __init__(self, config, model):
-        self.inner_model = copy.deepcopy(model)
+        self.inner_model = copy_sharing_tables(model)
         self.inner_steps = config["foster_inner_steps"]
         self.inner_lr = config["foster_inner_lr"]
         self.eta = config["foster_eta"]

@@ -10,6 +10,8 @@ The module offers what RecBole's models use of an embedding: calling it on item 
 probability vectors over items, which is how distilled (soft) sequences are fed to a model.
 """
 
+import copy
+
 import torch
 from torch import nn
 
@@ -28,14 +30,16 @@ class TextItemEmbedding(nn.Module):
 
     The table is a non-persistent buffer: it follows ``.to(device)``/``.double()`` but is kept
     out of ``state_dict`` (it is rebuilt from the cached text embeddings, and would dominate the
-    size of every checkpoint), and it gets no gradient.
+    size of every checkpoint), and it gets no gradient. It is the caller's tensor, not a copy:
+    every model built from one dataset shares one table (on a 10M-item catalog a copy is 15 GiB),
+    so nothing may write to it in place; ``copy_sharing_tables`` copies a model the same way.
     """
 
     def __init__(self, table, hidden_size, extra_rows=0):
         super().__init__()
         if table.dim() != 2:
             raise ValueError(f"TextItemEmbedding: expected an (n_items, dim) table, got shape {tuple(table.shape)}.")
-        self.register_buffer("table", table.detach().clone(), persistent=False)
+        self.register_buffer("table", table.detach(), persistent=False)
         self.projection = nn.Linear(table.size(1), hidden_size)
         # ids n_items .. n_items + extra_rows - 1: tokens with no text (BERT4Rec's mask), trained freely
         self.extra = nn.Parameter(torch.zeros(extra_rows, hidden_size)) if extra_rows else None
@@ -70,3 +74,10 @@ class TextItemEmbedding(nn.Module):
     def extra_repr(self):
         extra = f", {self.extra.size(0)} trainable extra row(s)" if self.extra is not None else ""
         return f"table={tuple(self.table.shape)} (frozen){extra}"
+
+
+def copy_sharing_tables(model):
+    """``copy.deepcopy(model)`` whose TextItemEmbeddings keep the original's frozen table (one
+    table in memory however many copies, e.g. FOSTER's inner model, are made)."""
+    tables = {id(m.table): m.table for m in model.modules() if isinstance(m, TextItemEmbedding)}
+    return copy.deepcopy(model, memo=tables)
