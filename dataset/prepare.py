@@ -1,9 +1,10 @@
-"""Turn raw Amazon Reviews 2018 and Yelp Open Dataset dumps into RecBole atomic files.
+"""Turn raw Amazon Reviews 2018 and Yelp Open Dataset dumps (and SeqRec Benchmark archives) into RecBole atomic files.
 
     python dataset/prepare.py amazon --reviews Video_Games.json.gz --meta meta_Video_Games.json.gz \
         --name amazon-games --out DIR
     python dataset/prepare.py yelp --business yelp_academic_dataset_business.json \
         --reviews yelp_academic_dataset_review.json --city Nashville --name yelp --out DIR
+    python dataset/prepare.py seqrec --archive amazon2014-beauty/proc.zip --name amazon-beauty --out DIR
     python dataset/prepare.py stats DIR/NAME/NAME.inter
 
 Dumps of many GB are streamed line by line; only compact (user, item, time, rating) columns and
@@ -15,11 +16,14 @@ import argparse
 import ast
 import gzip
 import html
+import io
 import json
 import math
 import os
+import pickle
 import re
 import sys
+import zipfile
 import zlib
 from array import array
 from collections import Counter
@@ -37,6 +41,9 @@ AMAZON_ITEM_HEADER = ["item_id:token", "title:token_seq", "description:token_seq
                       "categories:token_seq"]
 YELP_ITEM_HEADER = ["item_id:token", "title:token_seq", "categories:token_seq"]
 INTER_HEADER = ["user_id:token", "item_id:token", "rating:float", "timestamp:float"]
+SEQREC_ITEM_HEADER = ["item_id:token", "title:token_seq"]
+SEQREC_INTER_HEADER = ["user_id:token", "item_id:token", "timestamp:float"]  # the archives keep no rating
+SEQREC_FILES = ("user2item.pkl", "item2title.pkl")
 
 # name -> (what the user should have passed, keys every such record has, keys it never has)
 KINDS = {
@@ -345,10 +352,10 @@ def write_atomic(path, header, rows):
             f.write("\t".join(map(field, row)) + "\n")
 
 
-def write_dataset(folder, name, inter, item_header, items, cleaning):
+def write_dataset(folder, name, inter, item_header, items, cleaning, inter_header=INTER_HEADER):
     """Write NAME.inter, NAME.item and stats.json into ``folder``, print the summary, return the stats."""
-    write_atomic(os.path.join(folder, f"{name}.inter"), INTER_HEADER,
-                 inter[["user_id", "item_id", "rating", "timestamp"]].itertuples(index=False))
+    write_atomic(os.path.join(folder, f"{name}.inter"), inter_header,
+                 inter[[h.split(":")[0] for h in inter_header]].itertuples(index=False))
     columns = [h.split(":")[0] for h in item_header[1:]]
     write_atomic(os.path.join(folder, f"{name}.item"), item_header,
                  ([item] + [texts[c] for c in columns] for item, texts in sorted(items.items())))
@@ -409,6 +416,119 @@ def prepare_yelp(business, reviews, city, name, out, min_inter=5):
 
 
 # ---------------------------------------------------------------------------------------------
+# SeqRec Benchmark archives (Tiny-Snow/SeqRecBenchmark-Datasets, data/<name>/proc.zip)
+
+# The archives hold pandas pickles, and unpickling calls whatever a pickle names: only the globals
+# that a plain DataFrame of ints, lists and strings needs are allowed (the "Restricting Globals"
+# recipe of the pickle docs). numpy 2 writes numpy._core, numpy 1 numpy.core; both are listed.
+SEQREC_GLOBALS = {("builtins", "slice"), ("numpy", "dtype"), ("numpy", "ndarray")} | {
+    (f"numpy.{core}.{module}", name) for core in ("core", "_core")
+    for module, name in (("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer"))
+} | {
+    ("pandas._libs.internals", "_unpickle_block"), ("pandas.core.frame", "DataFrame"),
+    ("pandas.core.indexes.base", "_new_Index"), ("pandas.core.indexes.base", "Index"),
+    ("pandas.core.indexes.range", "RangeIndex"), ("pandas.core.internals.managers", "BlockManager"),
+}
+SEQREC_COLUMNS = {"user2item.pkl": ("UserID", "ItemID", "Timestamp"), "item2title.pkl": ("ItemID", "Title")}
+
+
+class FrameUnpickler(pickle.Unpickler):
+    """Unpickles a plain DataFrame and refuses any other callable the file names."""
+
+    def find_class(self, module, name):
+        if (module, name) not in SEQREC_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a plain DataFrame does not need")
+        try:
+            return super().find_class(module, name)
+        except ImportError:  # a numpy 2 pickle read with numpy 1 (numpy._core.numeric is missing there)
+            if not module.startswith("numpy._core."):
+                raise
+            return super().find_class(module.replace("numpy._core.", "numpy.core.", 1), name)
+
+
+def read_seqrec_frame(archive, member):
+    """One DataFrame of a proc.zip (members matched by file name, any folder) or of its extracted
+    folder, checked for the columns the benchmark's README documents."""
+    where = f"{archive}: {member}"
+    if os.path.isdir(archive):
+        path = os.path.join(archive, member)
+        if not os.path.isfile(path):
+            raise UserError(f"{archive}: has no {member}; expected the extracted proc folder "
+                            "(user2item.pkl, item2title.pkl; datasets without titles have no item2title.pkl).")
+        with open(path, "rb") as f:
+            data = f.read()
+    else:
+        with zipfile.ZipFile(archive) as z:
+            names = [n for n in z.namelist() if os.path.basename(n) == member]
+            if not names:
+                raise UserError(f"{archive}: has no {member} (it holds {sorted(z.namelist())[:6]}); "
+                                "datasets without titles have no item2title.pkl.")
+            data = z.read(names[0])
+    try:
+        frame = FrameUnpickler(io.BytesIO(data)).load()
+    except Exception as error:  # any failure of a foreign pickle is a bad input, never a traceback
+        raise UserError(f"{where}: not loaded as a plain pandas DataFrame ({type(error).__name__}: {error}).") from None
+    columns = SEQREC_COLUMNS[member]
+    if not isinstance(frame, pd.DataFrame) or not set(columns) <= set(frame.columns):
+        found = list(frame.columns) if isinstance(frame, pd.DataFrame) else type(frame).__name__
+        raise UserError(f"{where}: holds {found}; expected a DataFrame with columns {list(columns)}.")
+    return frame
+
+
+def check_seqrec_archive(archive):
+    if not os.path.exists(archive):
+        raise UserError(f"{archive}: not found; expected a SeqRec Benchmark proc.zip or its extracted folder.")
+    if not os.path.isdir(archive) and not zipfile.is_zipfile(archive):
+        raise UserError(f"{archive}: is neither a zip file nor a folder; expected a SeqRec Benchmark "
+                        "proc.zip (download it whole, not a Git LFS pointer) or its extracted folder.")
+
+
+def _plain(value):
+    """A numpy scalar as the Python value (ids may be stored either way)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def seqrec_interactions(user2item, skipped):
+    """Rows of the per-user lists (ItemID and Timestamp of equal length); a user row whose lists
+    do not match counts as malformed, and so does any single invalid (item, time)."""
+    interactions = Interactions()
+    for user, items, times in tqdm(user2item[["UserID", "ItemID", "Timestamp"]].itertuples(index=False),
+                                   total=len(user2item), desc="user2item.pkl", unit="user"):
+        if not hasattr(items, "__len__") or not hasattr(times, "__len__") or len(items) != len(times):
+            skipped["user2item.pkl"] += 1
+            continue
+        for item, time in zip(items, times):
+            row = interaction(_plain(user), _plain(item), _plain(time), 0.0)
+            if row is None:
+                skipped["user2item.pkl"] += 1
+            else:
+                interactions.add(*row)
+    return interactions.frame()
+
+
+def prepare_seqrec(archive, name, out, min_inter=5):
+    """A SeqRec Benchmark dataset (per-user item/time lists + item titles, ids from 100) -> NAME.inter
+    (no rating column: the archives keep none) / NAME.item (title). The archives are 5-cores
+    already; the same deduplication and k-core run anyway, so ``--min_inter`` can tighten it."""
+    check_seqrec_archive(archive)
+    user2item = read_seqrec_frame(archive, "user2item.pkl")
+    item2title = read_seqrec_frame(archive, "item2title.pkl")
+    folder = check_output(out, name)
+    cleaning = {"malformed_lines": {"user2item.pkl": 0}, "items_without_title_row": 0,
+                "title_from_brand_categories": 0, "title_from_item_id": 0}
+    inter = filter_interactions(seqrec_interactions(user2item, cleaning["malformed_lines"]), min_inter, cleaning)
+    needed = set(inter["item_id"])
+    texts = {}
+    for item, title in item2title[["ItemID", "Title"]].itertuples(index=False):
+        item = clean_id(_plain(item))
+        if item in needed and item not in texts:
+            texts[item] = {"title": clean_text(title)}
+    cleaning["items_without_title_row"] = len(needed - texts.keys())
+    items = {item: with_title(item, texts.get(item, {"title": ""}), cleaning) for item in needed}
+    return write_dataset(folder, name, inter, SEQREC_ITEM_HEADER, items, cleaning, SEQREC_INTER_HEADER)
+
+
+# ---------------------------------------------------------------------------------------------
 # Command line
 
 
@@ -424,11 +544,14 @@ def parser():
     yelp.add_argument("--reviews", required=True, help="yelp_academic_dataset_review.json")
     yelp.add_argument("--city", default="Nashville", help="case-insensitive (default: Nashville)")
     yelp.add_argument("--name", default="yelp")
-    for command in (amazon, yelp):
+    seqrec = sub.add_parser("seqrec", help="SeqRec Benchmark archive (Tiny-Snow/SeqRecBenchmark-Datasets proc.zip)")
+    seqrec.add_argument("--archive", required=True, help="data/<name>/proc.zip or its extracted folder")
+    seqrec.add_argument("--name", required=True, help="dataset name, e.g. amazon-beauty")
+    for command in (amazon, yelp, seqrec):
         command.add_argument("--out", required=True, help="writes OUT/NAME/NAME.inter|.item|stats.json")
     stats = sub.add_parser("stats", help="statistics of an existing .inter file after the k-core")
     stats.add_argument("inter")
-    for command in (amazon, yelp, stats):
+    for command in (amazon, yelp, seqrec, stats):
         command.add_argument("--min_inter", type=int, default=5, help="k of the k-core (default 5)")
     return p
 
@@ -440,6 +563,8 @@ def main(argv=None):
             prepare_amazon(args.reviews, args.meta, args.name, args.out, args.min_inter)
         elif args.command == "yelp":
             prepare_yelp(args.business, args.reviews, args.city, args.name, args.out, args.min_inter)
+        elif args.command == "seqrec":
+            prepare_seqrec(args.archive, args.name, args.out, args.min_inter)
         else:
             if not os.path.isfile(args.inter):
                 raise UserError(f"{args.inter}: file not found; expected a RecBole .inter file.")
