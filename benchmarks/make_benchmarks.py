@@ -121,6 +121,11 @@ SECTIONS = [
     ("## Efficiency (paper Table 5)", ["efficiency-ml-100k.json", "efficiency-amazon-games.json"], "efficiency",
      "Seconds and traced peak tensor memory of one outer step, FOSTER vs TD3, over all items or "
      "512 sampled items."),
+    ("## Speed and hardware", ["speed"], "speed",
+     "Ratios measured in one run each, on this project's 2-core CPU machine (no GPU run yet: "
+     "`benchmarks/gpu_check.py` runs every method on CUDA when one is present; here it runs on CPU). "
+     "Wall clocks on a shared machine are noisy; where the JSON has process CPU seconds, they are the "
+     "steadier number."),
     ("## Cost of one small-set training step", ["small-set-step.json"], "step",
      "One training step of a fresh TextSASRec on m real windows, hard vs soft labels."),
 ]
@@ -350,6 +355,84 @@ def render_step(rel, data):
             + table(["windows", "items"] + kinds, body))
 
 
+SPEED = "speed"
+
+
+def _speed(name):
+    path = os.path.join(ROOT, RESULTS, SPEED, name + ".json")
+    return load(os.path.join(SPEED, name + ".json")) if os.path.exists(path) else None
+
+
+def _ratio(x):
+    return f"{x:.2f}x"
+
+
+def speed_rows():
+    """``(target, measured, met, source)`` rows of the speed targets, from whichever JSONs exist."""
+    rows = []
+    for name, what in (("small-set-eval", "Small-set evaluation, amazon-games, 3 seeds: >= 5x faster"),
+                       ("small-set-eval-ml-100k", "Small-set evaluation, ml-100k, 3 seeds")):
+        d = _speed(name)
+        if d:
+            same = "identical selected metrics" if d["selected_metrics_identical"] else "selected metrics DIFFER"
+            rows.append([what, f"{_ratio(d['ratio_eval_wall'])} wall, {_ratio(d['ratio_process_cpu'])} CPU; {same}",
+                         ("yes" if d["ratio_eval_wall"] >= 5 else "no") if ">=" in what else "(no target)", name])
+    d = _speed("real-epoch")
+    if d:
+        rows.append(["Real-data epoch, amazon-games: >= 2x at identical metrics",
+                     f"{_ratio(d['ratio_epoch'])} (identical: {d['identical']}); bound at identical numbers "
+                     f"{_ratio(d['bound']['max_epoch_speedup_at_identical_numbers'])}",
+                     "yes" if d["ratio_epoch"] >= 2 else "no", "real-epoch"])
+    d = _speed("efficiency-ml-100k")
+    if d:
+        ratios = d["td3_512_over_foster_512"]
+        cells = "; ".join(f"{k}: {_ratio(v['step_time'])} time, {_ratio(v['peak_memory'])} memory"
+                          for k, v in ratios.items())
+        rows.append(["TD3-512 / FOSTER-512 per step: >= 5x time and memory", cells,
+                     "yes" if all(v["step_time"] >= 5 and v["peak_memory"] >= 5 for v in ratios.values()) else
+                     "only at " + ", ".join(k for k, v in ratios.items() if v["step_time"] >= 5 and v["peak_memory"] >= 5),
+                     "efficiency-ml-100k"])
+        scaling = d.get("scaling") or []
+        if scaling:
+            steps, peaks = [r["step_s"] for r in scaling], [r["peak_mem_mb"] for r in scaling]
+            rows.append([f"FOSTER step flat from {scaling[0]['items']:,} to {scaling[-1]['items']:,} items",
+                         f"{min(steps):.2f}-{max(steps):.2f} s per step, peak {min(peaks):.1f}-{max(peaks):.1f} MiB",
+                         "yes" if max(steps) <= 1.25 * min(steps) and max(peaks) <= 1.05 * min(peaks) else "no",
+                         "efficiency-ml-100k"])
+    d = _speed("default-run")
+    if d:
+        rows.append([f"Default run (`{d['run']}`), fresh caches: <= {d['target_s'] / 60:.0f} min",
+                     f"{d['wall_s']:.0f} s wall, {d['cpu_s']:.0f} s CPU ("
+                     + ", ".join(f"{k} {v:.0f} s" for k, v in d["phases_s"].items() if k != "total" and v >= 1) + ")",
+                     "yes" if d["within_target"] else "no", "default-run"])
+    for name in ("large-catalog-1m-embedded", "large-catalog-shared", "large-catalog"):
+        d = _speed(name)
+        if not d:
+            continue
+        for size in d["sizes"]:
+            phases = [k for k in ("catalog", "embed", "load", "samples", "distil") if k in size]
+            peak = max(size[k]["peak_rss_mb"] for k in phases) / 1024
+            embedded = "embedded" if size.get("embedded") else "not embedded (random table)"
+            rows.append([f"{size['items']:,} items, {embedded}, distilled: within 24 GiB",
+                         f"peak RSS {peak:.1f} GiB" + (f", {size['rows_per_s']:.0f} rows/s embedding"
+                                                        if size.get("rows_per_s") else ""),
+                         "yes" if peak <= 24 else "no", name])
+    d = _speed("gpu-check-cpu")
+    if d:
+        rows.append(["Every method end to end on the run's device (`gpu_check.py`)",
+                     f"{len(d['cases'])} cases on {d['device']}, all ok: {d['all_ok']}; no CUDA run yet",
+                     "CPU only", "gpu-check-cpu"])
+    return rows
+
+
+def render_speed(rel, data):
+    body = [[what, measured, met, f"`{RESULTS}/{SPEED}/{name}.json`"] for what, measured, met, name in speed_rows()]
+    names = sorted({row[3] for row in speed_rows()} | {os.path.splitext(f)[0] for f in os.listdir(
+        os.path.join(ROOT, RESULTS, SPEED)) if f.startswith("profile-") and f.endswith(".json")})
+    commands = "\n".join(f"- `{name}`: `{_speed(name)['command']}`" for name in names)
+    return table(["target", "measured", "met", "source"], body) + "\n\nCommands:\n\n" + commands
+
+
 def headline_table():
     body = []
     for name, rel in HEADLINE:
@@ -376,7 +459,8 @@ def image(rel):
 
 RENDER = {"rows": render_rows, "full": render_full, "budget": render_budget, "fidelity": render_fidelity,
           "equal_bytes": render_equal_bytes, "curve": render_curve, "transfer": render_transfer,
-          "diet": render_diet, "efficiency": render_efficiency, "step": render_step}
+          "diet": render_diet, "efficiency": render_efficiency, "step": render_step,
+          "speed": render_speed}
 
 
 def benchmarks_md():
@@ -387,6 +471,9 @@ def benchmarks_md():
             parts.append(prose)
         if kind == "headline":
             parts.append("Sources: " + ", ".join(f"`{RESULTS}/{r}`" for r in rels) + ".\n\n" + headline_table())
+            continue
+        if kind == "speed":
+            parts.append(render_speed(None, None))
             continue
         if kind == "full":
             parts.append("\n".join("- " + render_full(r, load(r)) for r in rels))

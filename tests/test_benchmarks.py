@@ -292,3 +292,23 @@ def test_equal_bytes_refuses_a_reused_run_that_is_not_its_point(monkeypatch, tmp
                           f"--out={tmp_path}"])
     with pytest.raises(SystemExit):
         equal_bytes.main(["--points=topk@20", "--budget_of=topk@20", f"--runs=hard@50:{tmp_path}", f"--out={tmp_path}"])
+
+
+@pytest.mark.slow
+def test_default_run_times_a_fresh_run_and_refuses_used_caches(toy_data_root, tiny_bert_dir, tmp_path):
+    import default_run
+    from tests.toy_data import toy_options
+
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="random", epochs="1")
+    argv = [f"--{k}={v}" for k, v in options.items()]
+    out = tmp_path / "speed"
+    default_run.main(argv + [f"--work_dir={tmp_path / 'fresh'}", f"--out={out}", "--target_s=0.5"])
+    result = json.loads((out / "default-run.json").read_text())
+    assert result["wall_s"] > 0.5 and not result["within_target"]  # a whole run cannot take half a second
+    assert result["cpu_s"] > 0 and result["method"] == "random"
+    assert {"data", "embed", "train", "eval", "total"} <= set(result["phases_s"])
+    assert os.listdir(tmp_path / "fresh" / "anchors")  # its own caches, not the options' anchor_dir
+    assert not (tmp_path / "anchors").exists()
+    assert (out / "default-run.png").exists()
+    with pytest.raises(SystemExit, match="not empty"):
+        default_run.main(argv + [f"--work_dir={tmp_path / 'fresh'}", f"--out={out}"])
