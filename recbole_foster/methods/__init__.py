@@ -15,6 +15,7 @@ from recbole_foster.methods.base import MODEL_SUPPORT, SELF_CONTAINED, TEACHER_A
 from recbole_foster.methods.distillation import TD3, Foster
 from recbole_foster.methods.full import Full
 from recbole_foster.methods.generation import GenerateKD
+from recbole_foster.methods.popularity import Popularity
 from recbole_foster.methods.saved_set import Eval
 from recbole_foster.methods.selection import DEALRec, GORACS, KCenter, KCenterKD, Random, RandomKD
 
@@ -35,7 +36,8 @@ def register_method(method):
     return method
 
 
-for _method in (Full, Random, RandomKD, KCenter, DEALRec, GORACS, KCenterKD, GenerateKD, TD3, Foster, Diet, Eval):
+for _method in (Full, Random, RandomKD, KCenter, DEALRec, GORACS, KCenterKD, GenerateKD, TD3, Foster, Diet, Eval,
+                Popularity):
     register_method(_method)
 
 
