@@ -11,6 +11,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from recbole_foster.diet.method import Diet
+from recbole_foster.methods.auto import Auto
 from recbole_foster.methods.base import MODEL_SUPPORT, SELF_CONTAINED, TEACHER_ASSISTED, Method
 from recbole_foster.methods.distillation import TD3, Foster
 from recbole_foster.methods.full import Full
@@ -37,7 +38,7 @@ def register_method(method):
 
 
 for _method in (Full, Random, RandomKD, KCenter, DEALRec, GORACS, KCenterKD, GenerateKD, TD3, Foster, Diet, Eval,
-                Popularity):
+                Popularity, Auto):
     register_method(_method)
 
 
