@@ -43,11 +43,13 @@ STORAGES = ("teacher", "dense", "topk", "text_code")
 
 def cases(work):
     """``[(case name, run options)]``: every registered method once (Random-KD per label storage);
-    ``eval`` reads the set ``foster`` wrote, so it comes after it."""
+    ``eval`` reads the set ``foster`` wrote (kept at int8), so it comes after it."""
     out = [("full", {"method": "full"}), ("random", {"method": "random"})]
     out += [(f"random_kd-{s}", {"method": "random_kd", "label_storage": s}) for s in STORAGES]
     out += [(m, {"method": m}) for m in ("kcenter", "dealrec", "goracs", "kcenter_kd", "generate_kd", "td3")]
-    out += [("foster", {"method": "foster", "export_atomic": os.path.join(work, "atomic")}),
+    out += [("popularity", {"method": "popularity"}),
+            ("auto", {"method": "auto", "budget_bytes": 10 ** 7, "auto_sizes": "[2,4]"})]
+    out += [("foster", {"method": "foster", "export_atomic": os.path.join(work, "atomic"), "set_precision": "int8"}),
             ("eval", {"method": "eval"}),  # --synthetic: the foster case's set
             ("diet", {"method": "diet", "eval_protocol": "global_temporal"})]
     return out

@@ -17,7 +17,7 @@ from recbole_foster import compat
 
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")  # package data
 # properties/overall/*.yaml, loaded in this order (no key is in two of them).
-OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation", "diet")
+OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation", "diet", "popularity", "auto")
 
 # eval_protocol: global_temporal cuts all interactions at these quantiles of time (the paper's 8:1:1)
 GLOBAL_TEMPORAL_RATIOS = (0.8, 0.1, 0.1)

@@ -117,6 +117,12 @@ class FullSortScorer:
             def score_batch(interaction):
                 scores = torch.matmul(states(interaction), items_t)
                 return scores if bias is None else scores + bias
+        return self.evaluate_scores(score_batch, device)
+
+    @torch.no_grad()
+    def evaluate_scores(self, score_batch, device="cpu"):
+        """RecBole's metrics of any scorer: ``score_batch(interaction)`` -> (batch, n_items) scores
+        (a model's, or a model-free ranking such as a popularity list), ranked and masked as above."""
         struct = DataStruct()
         rows, top = [], []
         for batch in self._batches_on(device):

@@ -58,6 +58,7 @@ CHOICES = {
     "foster_reset": ("recbole_foster.distill.loop", "RESET_MODES"),
     "foster_start": ("recbole_foster.distill.loop", "START_MODES"),
     "foster_item_sampling": ("recbole_foster.distill.loop", "ITEM_SAMPLING_MODES"),
+    "set_precision": ("recbole_foster.distill.precision", "PRECISIONS"),
     "td3_items": ("recbole_foster.distill.td3", "TD3_ITEM_MODES"),
     "label_storage": ("recbole_foster.labels", "storage_names"),
     "diet_addressing": ("recbole_foster.diet.addressing", "ADDRESSING_MODES"),

@@ -24,6 +24,7 @@ import os
 
 import torch
 
+from recbole_foster.distill.precision import PRECISIONS, at_precision, restored
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.label_modes import label_mode_from_header
 from recbole_foster.labels import get_storage, storage_of
@@ -45,12 +46,14 @@ def _save(path, payload):
     return path
 
 
-def save_synthetic(path, summary, header, stored_labels=None, standalone=False):
+def save_synthetic(path, summary, header, stored_labels=None, standalone=False, precision="fp32"):
     """A distilled summary (and its stored labels, if any). ``standalone`` also copies the
-    (n_items, d) item factor, so the file trains a model without the dataset's text embeddings."""
-    header = {"format": FORMAT, "temperature": summary.temperature, "standalone": bool(standalone), **header}
+    (n_items, d) item factor, so the file trains a model without the dataset's text embeddings.
+    ``precision`` (fp32 | fp16 | int8, :mod:`~recbole_foster.distill.precision`) is how its factors
+    are kept; the header records it and :func:`load_synthetic` dequantises."""
+    header = {"format": FORMAT, "temperature": summary.temperature, "standalone": bool(standalone),
+              "precision": precision, **header}
     payload = {
-        "header": json.dumps(header),
         "user_factor": summary.user_factor.detach().cpu(),
         "time_factor": summary.time_factor.detach().cpu(),
         "core": summary.core.detach().cpu(),
@@ -62,7 +65,7 @@ def save_synthetic(path, summary, header, stored_labels=None, standalone=False):
         payload["target_core"] = summary.target_core.detach().cpu()
     if summary.targets_frozen:
         payload["target_codes"] = summary.target_codes.detach().cpu()
-    return _save(path, payload)
+    return _save(path, {"header": json.dumps(header), **at_precision(payload, precision)})
 
 
 def save_windows(path, item_seqs, header, stored_labels=None):
@@ -128,6 +131,10 @@ def load_synthetic(path, dataset=None):
     if dataset is not None:
         check_catalog(path, header, dataset)
     mode = label_mode_from_header(header)
+    precision = header.get("precision", "fp32")
+    if precision not in PRECISIONS:
+        raise NotASet(f"{path} keeps its factors at an unknown precision {precision!r}.")
+    payload = restored(payload, precision)
     if mode.separate_targets != ("target_core" in payload):
         raise NotASet(f"{path} is damaged: its header names label mode {mode.name!r}, but the file "
                       f"{'lacks' if mode.separate_targets else 'has'} a target core.")

@@ -11,10 +11,12 @@ import importlib
 from importlib.metadata import entry_points
 
 from recbole_foster.diet.method import Diet
+from recbole_foster.methods.auto import Auto
 from recbole_foster.methods.base import MODEL_SUPPORT, SELF_CONTAINED, TEACHER_ASSISTED, Method
 from recbole_foster.methods.distillation import TD3, Foster
 from recbole_foster.methods.full import Full
 from recbole_foster.methods.generation import GenerateKD
+from recbole_foster.methods.popularity import Popularity
 from recbole_foster.methods.saved_set import Eval
 from recbole_foster.methods.selection import DEALRec, GORACS, KCenter, KCenterKD, Random, RandomKD
 
@@ -35,7 +37,8 @@ def register_method(method):
     return method
 
 
-for _method in (Full, Random, RandomKD, KCenter, DEALRec, GORACS, KCenterKD, GenerateKD, TD3, Foster, Diet, Eval):
+for _method in (Full, Random, RandomKD, KCenter, DEALRec, GORACS, KCenterKD, GenerateKD, TD3, Foster, Diet, Eval,
+                Popularity, Auto):
     register_method(_method)
 
 

@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from recbole_foster.distill.artifacts import hard_sequences, save_synthetic
+from recbole_foster.distill.artifacts import hard_sequences, load_synthetic, save_synthetic
 from recbole_foster.distill.bome import negative_gap_share
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text, mean_entropy
 from recbole_foster.evaluation import evaluate_training_set
@@ -187,7 +187,9 @@ def distill_and_evaluate(ctx, solver_class, label):
                                           item_text)
     path = save_synthetic(os.path.join(ctx.output_dir, "synthetic.pt"), summary,
                           set_header(ctx, label_mode, storage.name),
-                          stored, standalone=bool(config["set_standalone"]))
+                          stored, standalone=bool(config["set_standalone"]), precision=config["set_precision"])
+    if config["set_precision"] != "fp32":  # judge the numbers the file keeps, not the fp32 ones
+        summary = load_synthetic(path, ctx.dataset)[0].to(config["device"])
     soft, probs = label_mode.training_set(summary, ctx.teacher, config["device"], stored, item_text)
     result = evaluate_training_set(ctx, soft, desc=label)
     table = {"Full": ctx.real_run.manifest["test"], label: result["test"]}

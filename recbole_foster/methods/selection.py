@@ -43,12 +43,12 @@ def save_and_judge(ctx, label, sequences, users, training_set, stored=None, stor
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]}}
 
 
-def teacher_labelled(ctx, sequences):
+def teacher_labelled(ctx, sequences, storage=None):
     """``(training set, stored label tensors, storage, KL)``: the teacher's labels for ``sequences``,
-    as the configured ``label_storage`` keeps them (a lossy storage's labels are trained on as
-    stored). KL = mean KL(teacher's label || stored label) per labelled position: how much of the
-    teacher's distribution the storage loses (0 when nothing is lost; None when nothing is stored)."""
-    storage = get_storage(ctx.config["label_storage"])
+    as ``storage`` (default: the configured ``label_storage``) keeps them (a lossy storage's labels
+    are trained on as stored). KL = mean KL(teacher's label || stored label) per labelled position: how
+    much of the teacher's distribution the storage loses (0 when nothing is lost; None when nothing is stored)."""
+    storage = get_storage(storage or ctx.config["label_storage"])
     item_text = getattr(ctx.dataset, "item_text_embeddings", None)
     with ctx.timed("labels"):  # the teacher's labels, and the fit of text codes to them
         labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)

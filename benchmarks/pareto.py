@@ -1,0 +1,207 @@
+"""NDCG@10 against artifact bytes: every kind of small set on one log-scale axis, chosen on validation.
+
+    python benchmarks/pareto.py --dataset=ml-100k --draws=3 --seeds=3 \
+        --points=popularity,hard@20,hard@100,topk@20:10,text_code@20:10,text_code@100:4,kcenter_kd@20:10,foster@20:int8/r4
+
+A point is one kind of set at one size (``N`` windows or synthetic sequences):
+
+* ``hard@N``: Random-N, next-item labels;
+* ``topk@N:K`` / ``text_code@N:K``: Random-KD-N with its teacher labels stored as top-K / text codes
+  in the bytes of top-K;
+* ``kcenter_kd@N:K``: K-Center-KD-N, top-K labels stored;
+* ``foster@N[:fp16|int8][/rR]``: FOSTER-N, its summary saved at that precision (``set_precision``,
+  default fp32) with user and time rank R (``foster_user_rank``/``foster_time_rank``; default
+  the config's): the core (R x R x text dim) is most of its bytes;
+* ``popularity``: the recent best-seller list (no model, no draws, no seeds).
+
+Each point is run over ``--draws`` user draws x ``--seeds`` evaluation seeds (resumable: a
+finished run's results.json under ``--work_dir`` is read back). Its bytes are what a user keeps
+(self-contained sets only). A point is on the *validation* frontier when no point with at most
+its bytes has a higher validation NDCG@10; for each budget in ``--budgets_kb`` the choice is the
+point within it with the best validation NDCG@10, and only then is its test read. Writes
+``<out>/<dataset>.{json,md,png}`` (test NDCG@10 mean ± standard error over draws x seeds).
+"""
+
+import os
+import re
+import sys
+
+import numpy as np
+
+from common import command_of, figure, parse, parser_of, save, write_results, write_table  # beside this script
+from label_storage import converged_full_row
+from paper_table import _bytes, run_or_reuse
+
+KINDS = ("popularity", "hard", "topk", "text_code", "kcenter_kd", "foster")
+MARKERS = {"popularity": "*", "hard": "o", "topk": "s", "text_code": "D", "kcenter_kd": "^", "foster": "P"}
+POINT = re.compile(r"^(?P<kind>hard|topk|text_code|kcenter_kd|foster)@(?P<n>\d+)"
+                   r"(?::(?P<k>\d+|fp32|fp16|int8))?(?:/r(?P<rank>\d+))?$")
+
+
+def parse_point(spec):
+    """``spec`` -> ``{"point", "kind", "n", "k", "precision", "rank"}``; ValueError saying the grammar."""
+    if spec == "popularity":
+        return {"point": spec, "kind": spec, "n": None, "k": None, "precision": None, "rank": None}
+    match = POINT.match(spec)
+    kind = match and match["kind"]
+    k, rank = (match["k"], match["rank"]) if match else (None, None)
+    bad = (not match or (kind == "hard" and (k or rank)) or (kind in ("topk", "text_code", "kcenter_kd")
+           and (not k or not k.isdigit() or rank)) or (kind == "foster" and k and k.isdigit()))
+    if bad or int(match["n"]) < 1 or (rank is not None and int(rank) < 1):
+        raise ValueError(f"{spec!r}: expected popularity, hard@N, topk@N:K, text_code@N:K, kcenter_kd@N:K or "
+                         "foster@N[:fp16|int8][/rR]")
+    precision = (k or "fp32") if kind == "foster" else None
+    return {"point": spec, "kind": kind, "n": int(match["n"]), "k": int(k) if k and k.isdigit() else None,
+            "precision": precision, "rank": int(rank) if rank else None}
+
+
+def run_spec(point):
+    """``(method, extra run options, work-dir folder name)`` of a point."""
+    kind, n, k = point["kind"], point["n"], point["k"]
+    if kind == "popularity":
+        return "popularity", {}, "popularity"
+    options = {"n_sequences": n}
+    if kind == "hard":
+        return "random", options, f"hard-n{n}"
+    if kind in ("topk", "text_code"):
+        return "random_kd", {**options, "label_storage": kind, "label_topk": k}, f"{kind}-n{n}-k{k}"
+    if kind == "kcenter_kd":
+        return "kcenter_kd", {**options, "label_storage": "topk", "label_topk": k}, f"kcenter_kd-n{n}-k{k}"
+    options["set_precision"] = point["precision"]
+    if point["rank"]:
+        options.update(foster_user_rank=point["rank"], foster_time_rank=point["rank"])
+    return "foster", options, f"foster-n{n}-{point['precision']}" + (f"-r{point['rank']}" if point["rank"] else "")
+
+
+def summarise(point, results):
+    """The point's row from its draws' results: bytes, validation and test NDCG@10 over draws x seeds."""
+    runs = [s for r in results for s in r.get("per_seed", [])]
+    valid = np.array([s["valid"]["ndcg@10"] for s in runs])
+    test = np.array([s["test"]["ndcg@10"] for s in runs])
+    families = {r.get("family") for r in results}
+    if families != {"self-contained"}:
+        raise SystemExit(f"{point['point']}: its runs are {sorted(map(str, families))}, not self-contained; "
+                         "its bytes would not be all a user keeps (pass --label_storage-free points only).")
+    se = float(test.std(ddof=1) / np.sqrt(len(test))) if len(test) > 1 else 0.0
+    return {**point, "artifact_bytes": float(np.mean([r["artifact_bytes"] for r in results])),
+            "valid_ndcg@10": float(valid.mean()), "ndcg@10": float(test.mean()), "ndcg@10_se": se,
+            "n_runs": int(len(test)), "family": "self-contained"}
+
+
+def draws_of(method, options, folder, draws, seed):
+    """Each user draw's results (draw 0: the run's own selection_seed; draw i: seed + i), named as
+    label_storage.run_draws names them, so their work dirs are shared."""
+    return [run_or_reuse(method, options, folder)] + [
+        run_or_reuse(f"{method}-sel{i}", {**options, "selection_seed": seed + i}, folder) for i in range(1, draws)]
+
+
+def validation_frontier(rows):
+    """Points no point with at most their bytes beats on validation NDCG@10."""
+    return [r["point"] for r in rows
+            if not any(o["artifact_bytes"] <= r["artifact_bytes"] and o["valid_ndcg@10"] > r["valid_ndcg@10"]
+                       for o in rows)]
+
+
+def choice_within(rows, budget):
+    """The row within ``budget`` bytes with the best validation NDCG@10 (fewer bytes on ties), or None."""
+    fitting = [r for r in rows if r["artifact_bytes"] <= budget]
+    return max(fitting, key=lambda r: (r["valid_ndcg@10"], -r["artifact_bytes"])) if fitting else None
+
+
+def plot(result, path):
+    rows, frontier = result["rows"], set(result["frontier"])
+    fig, ax = figure((8, 4.5))
+    for kind in KINDS:
+        mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["artifact_bytes"])
+        if mine:
+            ax.errorbar([r["artifact_bytes"] for r in mine], [r["ndcg@10"] for r in mine],
+                        yerr=[r["ndcg@10_se"] for r in mine], marker=MARKERS[kind], linestyle="none", capsize=3,
+                        label=kind)
+            for r in mine:
+                ax.annotate(r["point"], (r["artifact_bytes"], r["ndcg@10"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+    front = sorted((r for r in rows if r["point"] in frontier), key=lambda r: r["artifact_bytes"])
+    ax.step([r["artifact_bytes"] for r in front], [r["ndcg@10"] for r in front], where="post", color="grey",
+            alpha=0.6, label="validation frontier (its test)")
+    if result["full_test_ndcg@10"] is not None:
+        ax.axhline(result["full_test_ndcg@10"], color="black", linestyle="--",
+                   label=f"Full, converged {result['full_test_ndcg@10']:.4f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("artifact bytes (what a user keeps; log scale)")
+    ax.set_ylabel("test NDCG@10 (mean ± SE)")
+    save(fig, path, f"{result['dataset']}: NDCG@10 vs bytes ({result['draws']} draws x {result['eval_seeds']} seeds)",
+         legend={"fontsize": 7})
+
+
+def markdown(result):
+    lines = ["| point | bytes | valid N@10 | test N@10 ± SE | runs | on validation frontier |", "|---|---|---|---|---|---|"]
+    for r in sorted(result["rows"], key=lambda r: r["artifact_bytes"]):
+        lines.append(f"| {r['point']} | {_bytes(r['artifact_bytes'])} | {r['valid_ndcg@10']:.4f} | "
+                     f"{r['ndcg@10']:.4f} ± {r['ndcg@10_se']:.4f} | {r['n_runs']} | "
+                     f"{'yes' if r['point'] in result['frontier'] else ''} |")
+    lines += ["", "Per budget: the point chosen on validation NDCG@10, then its test.", "",
+              "| budget | choice | bytes | valid N@10 | test N@10 ± SE |", "|---|---|---|---|---|"]
+    for b in result["budgets"]:
+        c = b["choice"]
+        lines.append(f"| {_bytes(b['budget_bytes'])} | " + (f"{c['point']} | {_bytes(c['artifact_bytes'])} | "
+                     f"{c['valid_ndcg@10']:.4f} | {c['ndcg@10']:.4f} ± {c['ndcg@10_se']:.4f} |" if c
+                     else "nothing fits | - | - | - |"))
+    if result["full_test_ndcg@10"] is not None:
+        lines += ["", f"Full (converged): test NDCG@10 {result['full_test_ndcg@10']:.4f}"]
+    return "\n".join(lines)
+
+
+def main(argv):
+    parser = parser_of(__doc__)
+    parser.add_argument("--points", default="popularity,hard@20,hard@100,topk@20:10,text_code@20:10,"
+                                            "text_code@100:4,kcenter_kd@20:10,foster@20:int8/r4")
+    parser.add_argument("--draws", type=int, default=3, help="user draws (selection_seed = seed + i)")
+    parser.add_argument("--seeds", type=int, default=3, help="evaluation seeds per set")
+    parser.add_argument("--budgets_kb", default="2,4,8,16,32,64,128,256,512,1024", help="budgets in kB (1000 bytes)")
+    parser.add_argument("--converged_full", default=None, metavar="RESULTS_JSON",
+                        help="results.json of --method=full ended by early stopping: Full's line")
+    parser.add_argument("--work_dir", default=None, help="default outputs/pareto/<dataset>")
+    parser.add_argument("--out", default="benchmarks/results/pareto")
+    args, run_options = parse(parser, argv)
+    try:
+        points = [parse_point(p) for p in args.points.split(",") if p]
+        budgets = [float(b) * 1000 for b in args.budgets_kb.split(",") if b]
+    except ValueError as error:
+        parser.error(str(error))
+    if not points or args.draws < 1 or args.seeds < 1:
+        parser.error("--points must name at least one point; --draws and --seeds must be >= 1")
+    if len({p["point"] for p in points}) != len(points):
+        parser.error("--points names a point twice")
+    full = converged_full_row(args.converged_full, None, args.dataset) if args.converged_full else None
+    options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, **run_options}
+    seed = int(options.get("seed", 2020))
+    base_dir = args.work_dir or os.path.join("outputs", "pareto", args.dataset)
+
+    rows = []
+    for point in points:
+        method, extra, name = run_spec(point)
+        folder = os.path.join(base_dir, name)
+        if method == "popularity":  # one list: no draw, no seed
+            results = [run_or_reuse("popularity", {k: v for k, v in options.items() if k != "distilled_eval_seeds"},
+                                    folder)]
+        else:
+            results = draws_of(method, {**options, **extra}, folder, args.draws, seed)
+        rows.append({**summarise(point, results), "work_dir": folder})
+    frontier = validation_frontier(rows)
+    result = {
+        "dataset": args.dataset, "draws": args.draws, "eval_seeds": args.seeds,
+        "overrides": {k: v for k, v in options.items() if k != "dataset"},
+        "full_test_ndcg@10": full["ndcg@10"] if full else None, "converged_full": args.converged_full,
+        "rows": rows, "frontier": frontier,
+        "budgets": [{"budget_bytes": b, "choice": choice_within(rows, b)} for b in budgets],
+        "command": command_of("pareto.py", argv),
+    }
+    write_results(args.out, args.dataset, result, plot)
+    table = markdown(result)
+    write_table(os.path.join(args.out, args.dataset + ".md"), result["command"], table)
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,131 @@
+"""``--method=auto --budget_bytes=B``: the self-contained set that validates best within B bytes.
+
+For each kind in ``auto_storages`` (``hard``: Random-N; ``topk`` / ``text_code``: Random-KD-N with
+its teacher labels stored, ``label_topk``) the largest N of ``auto_sizes`` whose saved set fits in
+B is that kind's candidate. Bytes are measured, not estimated: each set is built (the same
+Random-N users for every kind) and saved, largest N first, until one fits; a set over budget is
+dropped with a log line. Every candidate is judged with the same evaluation seeds, the best
+*validation* NDCG@10 is kept, and only its test is reported (the others' test metrics, computed
+by the shared evaluation, are not read). results.json and the log hold the table of candidates:
+their bytes and validation NDCG@10, and why the choice was made.
+"""
+
+import os
+import shutil
+
+from recbole_foster.cli import CLIError
+from recbole_foster.dataset.sequences import draw_users
+from recbole_foster.distill.artifacts import save_windows
+from recbole_foster.evaluation import evaluate_training_set
+from recbole_foster.labels import get_storage
+from recbole_foster.methods.base import SELF_CONTAINED, Method
+from recbole_foster.methods.selection import PROPERTIES, _user_tokens, teacher_labelled
+from recbole_foster.methods.set_files import common_header
+from recbole_foster.training_sets import HardSequences
+
+KINDS = ("hard", "topk", "text_code")
+CANDIDATES_DIR = "candidates"
+
+
+def _list_of(config, key):
+    value = config[key]
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _score(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+class Auto(Method):
+    name, label = "auto", "Auto"
+    summary = "the self-contained set (Random-N or Random-KD-N with stored labels) that validates best within budget_bytes"
+    small_set, exports = False, False
+    config_file = os.path.join(PROPERTIES, "auto.yaml")
+
+    def output_name(self, config):
+        return f"auto-{config['budget_bytes']}"
+
+    def label_storage(self, config):
+        return get_storage("hard")  # every candidate is self-contained
+
+    def check(self, config):
+        budget = config["budget_bytes"]
+        if budget is None:
+            raise CLIError("--method=auto needs --budget_bytes=B (the most bytes the chosen set may take).")
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise CLIError(f"--budget_bytes must be a positive integer, got {budget!r}.")
+        kinds, sizes = _list_of(config, "auto_storages"), _list_of(config, "auto_sizes")
+        if not kinds or any(k not in KINDS for k in kinds):
+            raise CLIError(f"--auto_storages must list some of {', '.join(KINDS)}, got {config['auto_storages']!r}.")
+        if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+            raise CLIError(f"--auto_sizes must list positive integers, got {config['auto_sizes']!r}.")
+
+    def check_data(self, ctx):
+        pass  # sizes above the number of training users are skipped
+
+    def banner_lines(self, ctx):
+        config = ctx.config
+        return self.label, [self.summary, f"budget {config['budget_bytes']} bytes; kinds {_list_of(config, 'auto_storages')}, "
+                                          f"N in {_list_of(config, 'auto_sizes')}; chosen on validation NDCG@10"]
+
+    def evaluated_sets(self, config, n):
+        return ["each candidate"]
+
+    def _build(self, ctx, kind, n, folder):
+        """``(training set, saved path)`` of the Random-N set of ``kind``."""
+        users, sequences = draw_users(*ctx.candidates, n, ctx.selection_seed)
+        header = {**common_header(ctx, n_sequences=n), "method": "random" if kind == "hard" else "random_kd",
+                  "selected_users": _user_tokens(ctx, users), "label_storage": kind}
+        if kind == "hard":
+            training_set, stored = HardSequences(sequences), None
+        else:
+            training_set, stored, _, _ = teacher_labelled(ctx, sequences, storage=kind)
+        path = save_windows(os.path.join(folder, f"{kind}-{n}", "set.pt"), sequences, header, stored)
+        return training_set, path
+
+    def run(self, ctx):
+        config, budget = ctx.config, int(ctx.config["budget_bytes"])
+        n_users = len(ctx.candidates[0])
+        sizes = sorted({n for n in _list_of(config, "auto_sizes") if n <= n_users}, reverse=True)
+        folder = os.path.join(ctx.output_dir, CANDIDATES_DIR)
+        table, candidates = [], []
+        for kind in _list_of(config, "auto_storages"):
+            for n in sizes:  # largest first: the first that fits is the kind's candidate
+                training_set, path = self._build(ctx, kind, n, folder)
+                size = os.path.getsize(path)
+                if size <= budget:
+                    candidates.append({"candidate": f"{kind}@{n}", "kind": kind, "n": n, "bytes": size,
+                                       "path": path, "training_set": training_set})
+                    break
+                ctx.logger.info(f"auto: {kind}@{n} takes {size} bytes > budget {budget}: dropped")
+                table.append({"candidate": f"{kind}@{n}", "bytes": size, "valid_ndcg@10": None, "status": "over budget"})
+                shutil.rmtree(os.path.dirname(path))
+        if not candidates:
+            shutil.rmtree(folder, ignore_errors=True)
+            smallest = min(table, key=lambda r: r["bytes"])
+            raise CLIError(f"--budget_bytes={budget} is below every candidate: the smallest, {smallest['candidate']}, "
+                           f"takes {smallest['bytes']} bytes (lower --auto_sizes or raise the budget).")
+        for c in candidates:
+            c["result"] = evaluate_training_set(ctx, c.pop("training_set"), desc=f"auto {c['candidate']}")
+            c["valid_ndcg@10"] = c["result"]["valid"]["ndcg@10"]
+        best = max(candidates, key=lambda c: (c["valid_ndcg@10"], -c["bytes"]))
+        for c in candidates:
+            table.append({"candidate": c["candidate"], "bytes": c["bytes"], "valid_ndcg@10": c["valid_ndcg@10"],
+                          "status": "chosen" if c is best else "fits"})
+        why = (f"{best['candidate']} ({best['bytes']} bytes) has the best validation NDCG@10 "
+               f"({best['valid_ndcg@10']:.4f}) of the {len(candidates)} candidate(s) within {budget} bytes")
+        lines = ["| candidate | bytes | valid NDCG@10 | |", "|---|---|---|---|"] + [
+            f"| {r['candidate']} | {r['bytes']} | {_score(r['valid_ndcg@10'])} | {r['status']} |" for r in table]
+        print("\n".join(["", f"auto: {why}.", *lines]))
+        ctx.logger.info(f"auto: {why}")
+        chosen = os.path.join(ctx.output_dir, "set.pt")
+        shutil.copyfile(best["path"], chosen)
+        result = best["result"]
+        label = self.label
+        return {
+            "valid": result["valid"], "test": result["test"], "per_seed": result["per_seed"],
+            "eval_seeds": result["eval_seeds"], "n_sequences": best["n"], "label_storage": best["kind"],
+            "chosen": best["candidate"], "why": why, "budget_bytes": budget, "candidates": table,
+            "set_file": chosen, "family": SELF_CONTAINED, "artifact_bytes": os.path.getsize(chosen),
+            "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]},
+        }
