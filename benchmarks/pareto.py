@@ -14,6 +14,9 @@ A point is one kind of set at one size (``N`` windows or synthetic sequences):
   the config's): the core (R x R x text dim) is most of its bytes;
 * ``popularity``: the recent best-seller list (no model, no draws, no seeds).
 
+A FOSTER point at fp16/int8 starts from the same point's fp32 distillation when that one is
+in ``--points`` (it runs first): the summary is distilled once per draw and stored three ways.
+
 Each point is run over ``--draws`` user draws x ``--seeds`` evaluation seeds (resumable: a
 finished run's results.json under ``--work_dir`` is read back). Its bytes are what a user keeps
 (self-contained sets only). A point is on the *validation* frontier when no point with at most
@@ -24,12 +27,14 @@ point within it with the best validation NDCG@10, and only then is its test read
 
 import os
 import re
+import shutil
 import sys
 
 import numpy as np
 
 from common import command_of, figure, parse, parser_of, save, write_results, write_table  # beside this script
 from label_storage import converged_full_row
+from recbole_foster.methods.distillation import CHECKPOINT_FILE
 from paper_table import _bytes, run_or_reuse
 
 KINDS = ("popularity", "hard", "topk", "text_code", "kcenter_kd", "foster")
@@ -88,11 +93,28 @@ def summarise(point, results):
             "n_runs": int(len(test)), "family": "self-contained"}
 
 
-def draws_of(method, options, folder, draws, seed):
+def draws_of(method, options, folder, draws, seed, distilled_in=None):
     """Each user draw's results (draw 0: the run's own selection_seed; draw i: seed + i), named as
-    label_storage.run_draws names them, so their work dirs are shared."""
-    return [run_or_reuse(method, options, folder)] + [
-        run_or_reuse(f"{method}-sel{i}", {**options, "selection_seed": seed + i}, folder) for i in range(1, draws)]
+    label_storage.run_draws names them, so their work dirs are shared. ``distilled_in``: the folder
+    of the same FOSTER point at fp32, whose finished distillations this point starts from (the
+    same steps, seeds and users give the same summary; only how it is stored differs)."""
+    results = []
+    for i in range(draws):
+        name, draw_options = (method, options) if i == 0 else (f"{method}-sel{i}", {**options, "selection_seed": seed + i})
+        if distilled_in and reuse_distillation(os.path.join(distilled_in, name), os.path.join(folder, name)):
+            draw_options = {**draw_options, "resume": True}
+        results.append(run_or_reuse(name, draw_options, folder))
+    return results
+
+
+def reuse_distillation(source, target):
+    """Copy ``source``'s finished distillation checkpoint into ``target`` (not yet run); True if copied."""
+    checkpoint = os.path.join(source, CHECKPOINT_FILE)
+    if os.path.isfile(os.path.join(target, "results.json")) or not os.path.isfile(checkpoint):
+        return False
+    os.makedirs(target, exist_ok=True)
+    shutil.copyfile(checkpoint, os.path.join(target, CHECKPOINT_FILE))
+    return True
 
 
 def validation_frontier(rows):
@@ -178,15 +200,20 @@ def main(argv):
     base_dir = args.work_dir or os.path.join("outputs", "pareto", args.dataset)
 
     rows = []
-    for point in points:
+    fp32_first = sorted(points, key=lambda p: p["kind"] == "foster" and p["precision"] != "fp32")
+    for point in fp32_first:
         method, extra, name = run_spec(point)
         folder = os.path.join(base_dir, name)
         if method == "popularity":  # one list: no draw, no seed
             results = [run_or_reuse("popularity", {k: v for k, v in options.items() if k != "distilled_eval_seeds"},
                                     folder)]
         else:
-            results = draws_of(method, {**options, **extra}, folder, args.draws, seed)
+            sibling = run_spec({**point, "precision": "fp32"})[2] if method == "foster" else None
+            distilled_in = os.path.join(base_dir, sibling) if sibling and sibling != name else None
+            results = draws_of(method, {**options, **extra}, folder, args.draws, seed, distilled_in)
         rows.append({**summarise(point, results), "work_dir": folder})
+    order = [p["point"] for p in points]
+    rows.sort(key=lambda r: order.index(r["point"]))
     frontier = validation_frontier(rows)
     result = {
         "dataset": args.dataset, "draws": args.draws, "eval_seeds": args.seeds,

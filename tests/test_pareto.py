@@ -65,3 +65,14 @@ def test_a_toy_pareto_run_writes_json_md_png_and_resumes(toy_data_root, tiny_ber
     monkeypatch.setattr(paper_table, "run", no_run)
     again = pareto.main(argv)
     assert again["rows"] == first["rows"]
+
+
+def test_a_foster_point_at_lower_precision_starts_from_the_fp32_distillation(tmp_path):
+    source, target = tmp_path / "foster-n20-fp32" / "foster", tmp_path / "foster-n20-int8" / "foster"
+    assert not pareto.reuse_distillation(str(source), str(target))  # nothing distilled yet: run from scratch
+    source.mkdir(parents=True)
+    (source / pareto.CHECKPOINT_FILE).write_bytes(b"state")
+    assert pareto.reuse_distillation(str(source), str(target))
+    assert (target / pareto.CHECKPOINT_FILE).read_bytes() == b"state"
+    (target / "results.json").write_text("{}")
+    assert not pareto.reuse_distillation(str(source), str(target))  # a finished point is left alone
