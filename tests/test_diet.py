@@ -364,6 +364,15 @@ BAD = {
     "addressing": ({"diet_addressing": "oldest"}, r"--diet_addressing must be one of influence, all, random"),
     "baselines": ({"diet_baselines": "['full','oracle']"}, r"--diet_baselines must be a list of full, finetune"),
     "bidirectional model": ({"model": "TextBERT4Rec"}, r"--method=diet needs a left-to-right model"),
+    "share": ({"diet_memory_share": "1.5"}, r"--diet_memory_share must be a fraction in \[0, 1\)"),
+    "share with text codes": ({"diet_memory_share": "0.1", "diet_label_storage": "text_code"},
+                              r"--diet_memory_share needs --diet_label_storage=topk"),
+    "refining text codes": ({"diet_refine_steps": "5", "diet_label_storage": "text_code"},
+                            r"--diet_refine_steps refines top-k labels"),
+    "negative refinement": ({"diet_refine_steps": "-1"}, r"--diet_refine_steps must be a whole number >= 0"),
+    "one ranked model": ({"diet_rank_models": "['TextSASRec']"}, r"--diet_rank_models needs at least 2 models"),
+    "bidirectional ranked model": ({"diet_rank_models": "['TextSASRec','BERT4Rec']"},
+                                   r"--diet_rank_models: 'BERT4Rec' is not a left-to-right"),
 }
 
 
