@@ -21,15 +21,15 @@ from recbole_foster.config import FosterConfig
 
 def model_config(config, name):
     """The run's config for model ``name``: the same user settings (files, overrides, method
-    defaults) over ``name``'s defaults, and the run keys resolved after building it."""
+    defaults) over ``name``'s defaults, and the keys the run resolved after building its config
+    (keys only the run's model reads come along unused)."""
     if name == config["model"]:
         return config
-    from recbole_foster.run import PLUGIN_KEYS  # the run module imports the method registry
-
     other = FosterConfig(model=name, dataset=config["dataset"], config_dict=dict(config.external_config_dict),
                          method_files=config.method_files)
-    for key in PLUGIN_KEYS:
-        other.final_config_dict[key] = config.final_config_dict.get(key)
+    for key, value in config.final_config_dict.items():  # the run keys resolved after building (output_dir...)
+        if key not in other.final_config_dict:
+            other.final_config_dict[key] = value
     return other
 
 
