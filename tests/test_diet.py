@@ -366,7 +366,7 @@ BAD = {
     "bidirectional model": ({"model": "TextBERT4Rec"}, r"--method=diet needs a left-to-right model"),
     "share": ({"diet_memory_share": "1.5"}, r"--diet_memory_share must be a fraction in \[0, 1\)"),
     "share with text codes": ({"diet_memory_share": "0.1", "diet_label_storage": "text_code"},
-                              r"--diet_memory_share needs --diet_label_storage=topk"),
+                              r"--diet_memory_share needs labels that can grow with the memory"),
     "refining text codes": ({"diet_refine_steps": "5", "diet_label_storage": "text_code"},
                             r"--diet_refine_steps refines top-k labels"),
     "negative refinement": ({"diet_refine_steps": "-1"}, r"--diet_refine_steps must be a whole number >= 0"),

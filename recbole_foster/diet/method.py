@@ -86,14 +86,15 @@ class Diet(Method):
         if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
             raise CLIError(f"--diet_memory_share must be a fraction in [0, 1) of the training rows seen (0 = the fixed "
                            f"--diet_memory_size), got {share!r}.")
-        if share and config["diet_label_storage"] != "topk":
-            raise CLIError("--diet_memory_share needs --diet_label_storage=topk (text codes are sized for a fixed "
-                           "memory).")
+        if share and self._memory_storage(config).fixed_size:
+            raise CLIError("--diet_memory_share needs labels that can grow with the memory (e.g. "
+                           "--diet_label_storage=topk; text codes are fitted to a fixed memory size).")
         steps = config["diet_refine_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
             raise CLIError(f"--diet_refine_steps must be a whole number >= 0 (0 = no refinement), got {steps!r}.")
-        if steps and config["diet_label_storage"] != "topk":
-            raise CLIError("--diet_refine_steps refines top-k labels: it needs --diet_label_storage=topk.")
+        if steps and not self._memory_storage(config).refinable:
+            raise CLIError("--diet_refine_steps refines top-k labels: it needs --diet_label_storage=topk (or "
+                           "another storage marked refinable).")
         lr = config["diet_refine_lr"]
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise CLIError(f"--diet_refine_lr must be a positive number, got {lr!r}.")

@@ -22,6 +22,7 @@ from torch.func import functional_call
 from tqdm import tqdm
 
 from recbole_foster.coreset.signals import _LossModule, sequence_losses
+from recbole_foster.labels import get_storage
 from recbole_foster.model import students
 
 
@@ -46,7 +47,7 @@ def refine_labels(model, memory, windows, steps, lr, look_ahead, batch_size, gen
     """``(memory, record)``: ``memory`` with its top-k label probabilities refined by ``steps``
     first-order bilevel steps (module docstring). ``model``: the fresh inner model (trained in place);
     ``windows``: the stage's training windows (the inner data and the outer loss), nothing else."""
-    if memory.storage != "topk":
+    if not get_storage(memory.storage).refinable:
         raise ValueError(f"label refinement needs top-k labels, got {memory.storage!r}")
     device = students._device(model)
     mask = memory.label_mask
