@@ -14,7 +14,10 @@ a share of Full-s's, the cost of retraining), and the seconds of one model (a se
 model trained on it, the paper's "model iteration"; a model: its training) as a share of one
 Full-s retrain; then every method's test numbers after the last stage, and
 per stage whether DIET meets the DIET targets (>= 95% of Full-s's NDCG@10, memory <= 2% of the
-interactions seen, <= 10% of Full-s's cumulative cost, above Reservoir-KD). A DIET run resumes per
+interactions seen, <= 10% of Full-s's cumulative cost, above Reservoir-KD); with
+``diet_rank_models`` the architecture-ranking check per stage and memory (Kendall tau and top-1
+agreement with Full-s's order of the models, seconds on the memory vs on Full-s's data) and each
+model's NDCG@10; with ``diet_refine_steps`` the refined memory is one more row. A DIET run resumes per
 stage, so rerunning the same command after an interruption continues it. ``--compare`` tables
 the memory of other runs over the same stages (an ablation of ``diet_update_fraction`` or
 ``diet_addressing``) beside this run's and its Reservoir-KD, and names the run with the best
@@ -27,6 +30,8 @@ import subprocess
 import sys
 
 from common import parser_of  # beside this script
+
+from recbole_foster.diet.pipeline import memory_tag
 
 RUN_FOSTER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "run_foster.py")
 TARGETS = {"ndcg_share": 0.95, "size_share": 0.02, "cost_share": 0.10}
@@ -74,9 +79,9 @@ def stage_rows(results, reference="Full-s"):
 
 def targets(results, diet_label=None, reservoir_label=None):
     """Per stage: does DIET's memory meet each of the DIET targets (None where it cannot be told)."""
-    size = results["diet"]["diet_memory_size"]
-    diet_label = diet_label or f"DIET-{size}"
-    reservoir_label = reservoir_label or f"Reservoir-KD-{size}"
+    tag = memory_tag(results["diet"])
+    diet_label = diet_label or f"DIET-{tag}"
+    reservoir_label = reservoir_label or f"Reservoir-KD-{tag}"
     out = []
     for row in (r for r in stage_rows(results) if r["method"] == diet_label):
         stage = next(s for s in results["stages"] if s["stage"] == row["stage"])
@@ -91,10 +96,57 @@ def targets(results, diet_label=None, reservoir_label=None):
     return out
 
 
+def ranking_rows(results):
+    """Per stage and memory, the architecture-ranking check (``diet_rank_models``): Kendall tau and
+    top-1 agreement with Full-s, and the seconds of training and evaluating every model on it."""
+    rows = []
+    for stage in results["stages"]:
+        ranking = stage.get("ranking")
+        for label, row in ((ranking or {}).get("sets") or {}).items():
+            rows.append({"stage": stage["stage"], "memory": label, "tau": row["tau"], "p_value": row["p_value"],
+                         "top1_agree": row["top1_agree"], "best_set": row.get("best_set"),
+                         "best_full": row.get("best_full"), "seconds": row["seconds"],
+                         "full_seconds": row["full_seconds"], "speedup": row["speedup"],
+                         "ndcg@10": {m: r["ndcg@10"] for m, r in row["per_model"].items()},
+                         "full_ndcg@10": {m: ranking["full"][m]["ndcg@10"] for m in row["per_model"]}})
+    return rows
+
+
+def ranking_markdown(results):
+    rows = ranking_rows(results)
+    if not rows:
+        return []
+    marks = {True: "yes", False: "no", None: "-"}
+    models = results["stages"][0]["ranking"]["models"]
+    lines = ["", f"Architecture ranking ({', '.join(models)}): per memory, Kendall tau between the models' NDCG@10 "
+             "order on it and on Full-s's data (report half), the same best model (top-1), and the seconds to train "
+             "and evaluate every model on the memory vs on Full-s's data:", "",
+             "| stage | memory | Kendall tau (p) | top-1 | best on memory / Full-s | seconds on memory | "
+             "seconds on Full-s | Full-s / memory |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        tau = "-" if r["tau"] is None else f"{r['tau']:+.2f} ({r['p_value']:.2f})"
+        speed = "-" if r["speedup"] is None else f"{r['speedup']:.1f}x"
+        lines.append(f"| {r['stage']} | {r['memory']} | {tau} | {marks[r['top1_agree']]} | {r['best_set']} / "
+                     f"{r['best_full']} | {r['seconds']:.1f} | {r['full_seconds']:.1f} | {speed} |")
+    lines += ["", "NDCG@10 per model (report half):", "",
+              "| stage | model | Full-s | " + " | ".join(dict.fromkeys(r["memory"] for r in rows)) + " |",
+              "|---|---|---|" + "---|" * len(dict.fromkeys(r["memory"] for r in rows))]
+    for stage in results["stages"]:
+        mine = [r for r in rows if r["stage"] == stage["stage"]]
+        for model in models:
+            cells = " | ".join(_fmt(r["ndcg@10"].get(model)) for r in mine)
+            lines.append(f"| {stage['stage']} | {model} | {_fmt(mine[0]['full_ndcg@10'].get(model))} | {cells} |")
+    return lines
+
+
 def markdown(results):
+    diet = results["diet"]
+    size = (f"a memory of {100 * diet['diet_memory_share']:g}% of the training rows seen"
+            if diet.get("diet_memory_share") else f"memory of {diet['diet_memory_size']} windows")
+    refine = f", labels refined by {diet['diet_refine_steps']} steps per stage" if diet.get("diet_refine_steps") else ""
     lines = [f"DIET on {results['dataset']} ({results['model']}, seed {results['seed']}): "
-             f"{len(results['stages'])} stages, memory of {results['diet']['diet_memory_size']} windows, "
-             f"addressing `{results['diet']['diet_addressing']}`.", "",
+             f"{len(results['stages'])} stages, {size}, "
+             f"addressing `{diet['diet_addressing']}`{refine}.", "",
              "| stage | judged on | method | NDCG@10 | Recall@10 | % of Full-s NDCG@10 | size / interactions seen "
              "| cumulative s | % of Full-s cost | one model s | % of a Full-s retrain |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -117,6 +169,7 @@ def markdown(results):
     for t in targets(results):
         lines.append(f"| {t['stage']} | {marks[t['ndcg']]} | {marks[t['size']]} | {marks[t['cost']]} | "
                      f"{marks[t['above_reservoir']]} |")
+    lines += ranking_markdown(results)
     return "\n".join(lines) + "\n"
 
 
@@ -130,17 +183,17 @@ def variant_rows(variants):
         if [s["slice"] for s in results["stages"]] != [s["slice"] for s in first["stages"]] or \
                 (results["dataset"], results["seed"]) != (first["dataset"], first["seed"]):
             raise SystemExit(f"--compare {name}: not the same dataset, seed and stages as the first run")
-    rows, size = [], first["diet"]["diet_memory_size"]
+    rows, tag = [], memory_tag(first["diet"])
     for index, stage in enumerate(first["stages"]):
-        reservoir = stage["methods"].get(f"Reservoir-KD-{size}")
+        reservoir = stage["methods"].get(f"Reservoir-KD-{tag}")
         if reservoir is not None:
-            rows.append({"stage": stage["stage"], "variant": f"Reservoir-KD-{size} (reference)",
+            rows.append({"stage": stage["stage"], "variant": f"Reservoir-KD-{tag} (reference)",
                          "selection": reservoir["selection"]["ndcg@10"], "report": reservoir["report"]["ndcg@10"],
                          "report_std": _seed_std(reservoir), "replaced": None,
                          "labelled_positions": reservoir["labelled_positions"]})
         for name, results in variants.items():
             st = results["stages"][index]
-            row = st["methods"][f"DIET-{results['diet']['diet_memory_size']}"]
+            row = st["methods"][f"DIET-{memory_tag(results['diet'])}"]
             rows.append({"stage": st["stage"], "variant": name, "selection": row["selection"]["ndcg@10"],
                          "report": row["report"]["ndcg@10"], "report_std": _seed_std(row),
                          "replaced": len(st["memory"].get("replaced_slots", [])) if st["stage"] > 1 else None,
@@ -220,7 +273,7 @@ def main(argv=None):
                    "memory": [{"stage": st["stage"], **{k: st["memory"].get(k) for k in (
                        "position_budget", "labelled_positions", "replaced_slots", "replacement_rows")}}
                               for st in results["stages"]],
-                   "variants": rows, "variant_choice": variant_choice(rows) if rows else None}, f, indent=2)
+                   "ranking": ranking_rows(results), "variants": rows, "variant_choice": variant_choice(rows) if rows else None}, f, indent=2)
     print(text)
     print(f"written: {name}.md, {name}.json; plot: {results.get('stages_plot')}")
     return 0

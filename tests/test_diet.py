@@ -18,10 +18,12 @@ from recbole_foster.diet.influence import (
 )
 from recbole_foster.diet.memory import Memory, memory_code_rank, trained_positions
 from recbole_foster.diet.pipeline import DietRun
-from recbole_foster.diet.reservoir import reservoir_update
+from recbole_foster.diet.refine import memory_log_probs, refine_labels, soft_cross_entropy
+from recbole_foster.diet.reservoir import reservoir_resize, reservoir_update
 from recbole_foster.diet.stages import StagePlan, stage_bounds, stage_of, windows_of
 from recbole_foster.diet.state import StageStore
 from recbole_foster.evaluation import selection_data
+from recbole_foster.labels import stored_bytes
 from recbole_foster.run import main, prepare, run
 from tests.toy_data import WORDS, as_argv, assert_one_error_line, toy_options
 
@@ -362,6 +364,15 @@ BAD = {
     "addressing": ({"diet_addressing": "oldest"}, r"--diet_addressing must be one of influence, all, random"),
     "baselines": ({"diet_baselines": "['full','oracle']"}, r"--diet_baselines must be a list of full, finetune"),
     "bidirectional model": ({"model": "TextBERT4Rec"}, r"--method=diet needs a left-to-right model"),
+    "share": ({"diet_memory_share": "1.5"}, r"--diet_memory_share must be a fraction in \[0, 1\)"),
+    "share with text codes": ({"diet_memory_share": "0.1", "diet_label_storage": "text_code"},
+                              r"--diet_memory_share needs labels that can grow with the memory"),
+    "refining text codes": ({"diet_refine_steps": "5", "diet_label_storage": "text_code"},
+                            r"--diet_refine_steps refines top-k labels"),
+    "negative refinement": ({"diet_refine_steps": "-1"}, r"--diet_refine_steps must be a whole number >= 0"),
+    "one ranked model": ({"diet_rank_models": "['TextSASRec']"}, r"--diet_rank_models needs at least 2 models"),
+    "bidirectional ranked model": ({"diet_rank_models": "['TextSASRec','BERT4Rec']"},
+                                   r"--diet_rank_models: 'BERT4Rec' is not a left-to-right"),
 }
 
 
@@ -521,3 +532,106 @@ def test_a_resumed_run_gives_the_uninterrupted_result(stream_root, tiny_bert_dir
         b = torch.load(tmp_path / "parts" / "stages" / stage / "state.pt", weights_only=True)
         assert Memory.from_state(a["memory"]).equals(Memory.from_state(b["memory"]))
         assert all(torch.equal(a["models"]["diet"][k], b["models"]["diet"][k]) for k in a["models"]["diet"])
+
+
+# ----- memory share, label refinement, architecture ranking -----
+def test_a_memory_share_sizes_the_memory_by_the_training_rows_seen(stream_root, tiny_bert_dir, tmp_path):
+    share_ctx = prepare(diet_options(stream_root, tiny_bert_dir, tmp_path, diet_memory_share="0.05"))
+    diet = DietRun(share_ctx)
+    sizes = [diet.size_at(s) for s in range(diet.plan.n_stages)]
+    assert sizes == [max(1, round(0.05 * len(diet.plan.rows_until(s)))) for s in range(diet.plan.n_stages)]
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]  # it grows with the stream
+    assert diet.labels["diet"] == "DIET-5%" and diet.labels["reservoir_kd"] == "Reservoir-KD-5%"
+
+
+def test_a_resized_reservoir_is_a_uniform_sample_of_the_stream():
+    keep, picks = reservoir_resize(5, 50, 30, 8, np.random.default_rng(0))
+    assert len(keep) + len(picks) == 8 and len(set(keep.tolist())) == len(keep) and keep.max() < 5
+    counts = np.zeros(40)
+    for trial in range(3000):
+        rng = np.random.default_rng(trial)
+        held = np.sort(rng.permutation(20)[:4])  # a uniform 4 of the first 20 items
+        keep, picks = reservoir_resize(4, 20, 20, 6, rng)  # 6 of all 40
+        sample = list(held[keep.numpy()]) + list(20 + picks.numpy())
+        assert len(sample) == 6
+        counts[sample] += 1
+    assert np.allclose(counts / 3000, 6 / 40, atol=0.03)  # each item with p = size / n, old or new
+
+
+def test_refined_labels_change_keep_bytes_and_items(ctx):
+    plan = StagePlan(ctx)
+    rows, users, windows = plan.windows(0)
+    memory = Memory.labelled(ctx.new_model(1), windows[:6], users[:6], torch.as_tensor(rows[:6]), 1, 5)
+    refined, record = refine_labels(ctx.new_model(2), memory, windows, 5, 0.1, 0.005, 8,
+                                    torch.Generator().manual_seed(0))
+    assert stored_bytes(refined.stored()) == stored_bytes(memory.stored())
+    for name in memory.labels:
+        assert refined.labels[name].dtype == memory.labels[name].dtype
+        assert refined.labels[name].shape == memory.labels[name].shape
+    assert torch.equal(refined.labels["topk_items"], memory.labels["topk_items"]) and torch.equal(refined.windows, memory.windows)
+    mask = memory.label_mask
+    assert not torch.equal(refined.labels["topk_probs"][mask], memory.labels["topk_probs"][mask])
+    assert float(refined.labels["topk_probs"][mask].float().sum(-1).max()) <= 1.01  # still distributions
+    assert record["steps"] == 5 and record["mean_abs_change"] > 0
+    # the soft loss the refinement differentiates has the model gradient of the memory's KL loss
+    model = ctx.new_model(3)
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.eval()
+    kl = memory.training_set(ctx.dataset.item_num).loss(model, torch.arange(6))
+    probs = memory.labels["topk_probs"][mask].float()
+    ce = soft_cross_entropy(memory_log_probs(model, memory.windows, mask), memory.labels["topk_items"][mask].long() - 1,
+                            probs, (1 - probs.sum(1)).clamp_min(1e-12))
+    for a, b in zip(torch.autograd.grad(kl, params, allow_unused=True), torch.autograd.grad(ce, params, allow_unused=True)):
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+RANK_MODELS = "['TextSASRec','TextGRU4Rec','TextNARM','SASRec']"
+
+
+@pytest.mark.slow
+def test_share_refinement_and_ranking_check_end_to_end_and_resume(stream_root, tiny_bert_dir, tmp_path, monkeypatch):
+    """A 2-stage run with a 5% memory, 3 refinement steps and 4 ranked models, stopped and resumed."""
+    import recbole_foster.diet.pipeline as pipeline
+
+    seen = []
+
+    def spy(model, memory, windows, *args, **kwargs):
+        seen.append(windows.clone())
+        return refine_labels(model, memory, windows, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "refine_labels", spy)
+    options = diet_options(stream_root, tiny_bert_dir, tmp_path, diet_stages=2, diet_memory_share="0.05",
+                           diet_refine_steps=3, diet_rank_models=RANK_MODELS, diet_baselines="['full','reservoir_kd']",
+                           distilled_steps=20, distilled_eval_every=10)
+    stopped = run(as_argv({**options, "diet_stop_after": "1"}))
+    assert stopped["stopped_after_stage"] == 1
+    results = run(as_argv(options))
+    assert results["resumed_after_stage"] == 1 and len(seen) == 2
+    plan = StagePlan(prepare(diet_options(stream_root, tiny_bert_dir, tmp_path / "plan", diet_stages=2)))
+    for stage, windows in zip(results["stages"], seen):  # refinement reads the stage's training windows only
+        assert torch.equal(windows, plan.windows(stage["stage"] - 1)[2])
+    for stage in results["stages"]:
+        s = stage["stage"] - 1
+        size = max(1, round(0.05 * len(plan.rows_until(s))))
+        methods = stage["methods"]
+        assert stage["memory_size"] == size and methods["Reservoir-KD-5%"]["windows"] == size
+        assert 0 < methods["DIET-5%"]["windows"] <= size
+        refined, memory = methods["DIET-5% refined"], methods["DIET-5%"]
+        assert refined["label_bytes"] == memory["label_bytes"] and refined["windows"] == memory["windows"]
+        assert stage["memory"]["refinement"]["steps"] == 3
+        ranking = stage["ranking"]
+        assert ranking["models"] == ["TextSASRec", "TextGRU4Rec", "TextNARM", "SASRec"]
+        assert set(ranking["sets"]) == {"DIET-5%", "DIET-5% refined", "Reservoir-KD-5%"}
+        for row in ranking["sets"].values():
+            assert row["n_models"] == 4 and set(row["per_model"]) == set(ranking["models"])
+            assert row["tau"] is None or -1 <= row["tau"] <= 1
+            assert isinstance(row["top1_agree"], bool) and row["seconds"] > 0 and row["full_seconds"] > 0
+            assert row["speedup"] == pytest.approx(row["full_seconds"] / row["seconds"])
+        # the run's own model is not trained twice: its numbers are the stage's own
+        assert ranking["full"]["TextSASRec"]["ndcg@10"] == methods["Full-s"]["report"]["ndcg@10"]
+        assert ranking["sets"]["DIET-5%"]["per_model"]["TextSASRec"]["ndcg@10"] == \
+            memory["per_seed"][0]["report"]["ndcg@10"]
+    assert os.path.isfile(results["stages_plot"])
+    table = diet_benchmark.markdown(results)
+    assert "Kendall tau" in table and "| DIET-5% refined |" in table

@@ -120,6 +120,31 @@ class Memory:
                       assign(self.rows, other.rows), added, labels,
                       {s: d for s, d in decoders.items() if s in kept})
 
+    def select(self, index):
+        """A copy holding the entries ``index`` (in that order); decoders of stages no longer held drop."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        added = self.added[index]
+        kept = set(added.tolist())
+        return Memory(self.windows[index], self.users[index], self.rows[index], added,
+                      {name: value[index] for name, value in self.labels.items()},
+                      {s: d for s, d in self.decoders.items() if s in kept})
+
+    def extended(self, other):
+        """A copy with ``other``'s entries appended (a memory that grows with the stream)."""
+        if other is None or len(other) == 0:
+            return self
+        return Memory(torch.cat([self.windows, other.windows]), torch.cat([self.users, other.users]),
+                      torch.cat([self.rows, other.rows]), torch.cat([self.added, other.added]),
+                      {name: torch.cat([value, other.labels[name]]) for name, value in self.labels.items()},
+                      {**self.decoders, **other.decoders})
+
+    def with_labels(self, labels):
+        """The same entries with other labels of the same storage, shapes and dtypes (a refinement)."""
+        for name, value in self.labels.items():
+            if labels[name].shape != value.shape or labels[name].dtype != value.dtype:
+                raise ValueError(f"refined labels {name!r} must keep shape {tuple(value.shape)} and {value.dtype}")
+        return Memory(self.windows, self.users, self.rows, self.added, dict(labels), dict(self.decoders))
+
     def n_labels(self):
         """Labelled positions: the interactions the memory teaches (its size in targets)."""
         return int(self.label_mask.sum())

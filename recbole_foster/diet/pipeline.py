@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -28,10 +29,13 @@ from recbole_foster.diet.foster_baseline import distil_seen, trajectory_trainer
 from recbole_foster.diet.influence import influence_parameters, labelled_scores, query_gradient, window_scores
 from recbole_foster.diet.memory import Memory, trained_positions
 from recbole_foster.diet.plot import draw_stages
-from recbole_foster.diet.reservoir import reservoir_update
+from recbole_foster.diet.ranking import model_context, summary as rank_summary
+from recbole_foster.diet.refine import refine_labels
+from recbole_foster.diet.reservoir import reservoir_resize, reservoir_update
 from recbole_foster.diet.stages import StagePlan
 from recbole_foster.diet.state import StageStore, fingerprint
 from recbole_foster.diet.training import Cost, evaluate, fit, judge_set
+from recbole_foster.evaluation import train_and_select
 from recbole_foster.console import banner
 from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.labels import get_storage, stored_bytes
@@ -40,6 +44,13 @@ from recbole_foster.methods.set_files import common_header, describe_set
 from recbole_foster.results import jsonable, metric_subset
 
 BASELINES = ("full", "finetune", "reservoir_kd", "foster")  # in the order they are run and reported
+
+
+def memory_tag(settings):
+    """What a memory's row is called after: its size in windows (``diet_memory_size``), or its share
+    of the training rows seen (``diet_memory_share``, e.g. ``1%``)."""
+    share = float((settings["diet_memory_share"] if "diet_memory_share" in settings else 0) or 0)
+    return f"{100 * share:g}%" if share else str(int(settings["diet_memory_size"]))
 
 
 def _cpu_state(model):
@@ -70,6 +81,10 @@ class DietRun:
         config = ctx.config
         self.ctx, self.config = ctx, config
         self.size, self.k = int(config["diet_memory_size"]), int(config["label_topk"])
+        self.share = float(config["diet_memory_share"] or 0)  # 0: the fixed size
+        self.refine_steps = int(config["diet_refine_steps"] or 0)
+        self.rank_models = list(config["diet_rank_models"] or [])
+        self._rank_configs = {}
         self.seed, self.n_items = int(config["seed"]), int(ctx.dataset.item_num)
         self.baselines = [b for b in BASELINES if b in list(config["diet_baselines"])]
         self.plan = StagePlan(ctx)
@@ -79,11 +94,19 @@ class DietRun:
         # a budget of top-k labels for every position of a full memory, written by one model per stage
         self.fit_options = self.storage.fit_options(self.size * (int(config["MAX_ITEM_LIST_LENGTH"]) - 1),
                                                     self.item_text, self.k, n_writers=self.plan.n_stages)
-        self.labels = {"diet": f"{label}-{self.size}", "diet_model": "DIET model",
-                       "full": "Full-s", "finetune": "Fine-tune", "reservoir_kd": f"Reservoir-KD-{self.size}",
-                       "foster": Foster().row_label(self.size)}
+        tag = memory_tag(config)
+        self.labels = {"diet": f"{label}-{tag}", "diet_refined": f"{label}-{tag} refined", "diet_model": "DIET model",
+                       "full": "Full-s", "finetune": "Fine-tune", "reservoir_kd": f"Reservoir-KD-{tag}",
+                       "foster": Foster().row_label(tag)}
         self.work_dir = os.path.join(ctx.output_dir, "stages", ".work")
         self.progress = None
+
+    def size_at(self, s):
+        """Windows the memories hold after stage ``s`` (0-based): ``diet_memory_size``, or
+        ``round(diet_memory_share x`` the training rows of stages 0..s``)`` (at least 1)."""
+        if not self.share:
+            return self.size
+        return max(1, int(round(self.share * len(self.plan.rows_until(s)))))
 
     def labelled(self, model, st, picks):
         """A memory of the candidate windows ``picks`` of stage ``st``, labelled by ``model``."""
@@ -110,9 +133,13 @@ class DietRun:
         st = Stage(self.plan, s, self.ctx.test_data)
         self._train_models(st, prev)
         memory, record = self._update_memory(st, prev)
+        refined = None
+        if self.refine_steps:
+            refined, record["refinement"] = self._refine(st, memory)
         reservoir = self._update_reservoir(st, prev) if self._wants("reservoir_kd") else None
         foster = self._distil_foster(st) if self._wants("foster") else None
-        methods = self._judge(st, memory, reservoir, foster)
+        methods = self._judge(st, memory, reservoir, foster, refined)
+        ranking = self._rank(st, memory, reservoir, refined, methods) if self.rank_models else None
 
         state = {"models": {key: _cpu_state(model) for key, model in st.models.items() if key != "shared"},
                  "memory": memory.state()}
@@ -127,8 +154,10 @@ class DietRun:
             "targets_seen": plan.targets_seen(s),
             "period_rows": {"selection": len(st.selection.dataset), "report": len(st.report.dataset)},
             "replay_weight": st.replay_weight,
+            "memory_size": self.size_at(s),
             "memory": record,
             "methods": methods,
+            "ranking": ranking,
         }
         return state, jsonable(result)
 
@@ -185,10 +214,11 @@ class DietRun:
                 return self.labelled(model, st, picks)
 
             # equal storage with M random windows in expectation (Reservoir-KD's): see addressing
-            budget = int(round(self.size * self.plan.mean_trained_positions(st.index)))
+            size = self.size_at(st.index)
+            budget = int(round(size * self.plan.mean_trained_positions(st.index)))
             sizes = trained_positions(st.cand_windows)
             if st.index == 0:
-                picks = within_budget(torch.argsort(scores, descending=True, stable=True), sizes, self.size, budget)
+                picks = within_budget(torch.argsort(scores, descending=True, stable=True), sizes, size, budget)
                 memory = label(picks)
                 record = {"initial_rows": st.cand_rows[picks].tolist(), "initial_scores": scores[picks].tolist()}
             else:
@@ -202,11 +232,47 @@ class DietRun:
                 generator = torch.Generator().manual_seed(self.seed * 100 + st.number)
                 fraction = update_fraction(self.config["diet_update_fraction"], len(st.rows),
                                            st.seen_before + len(st.rows))
+                # a growing memory (diet_memory_share): the entries it had share the budget pro rata
+                grow = size - len(previous)
+                kept_budget = budget if grow <= 0 else int(round(budget * len(previous) / size))
                 memory, record = address(previous, memory_scores, st.cand_rows, scores, label, fraction,
-                                         self.config["diet_addressing"], generator, sizes, budget)
+                                         self.config["diet_addressing"], generator, sizes, kept_budget)
                 record["update_fraction"] = fraction
+                if grow > 0:
+                    memory, record["added_rows"], record["added_scores"] = self._grow(
+                        memory, st, scores, sizes, grow, budget, label)
         return memory, {**record, "parameters": names, "position_budget": budget,
                         "labelled_positions": int(trained_positions(memory.windows).sum())}
+
+    @staticmethod
+    def _grow(memory, st, scores, sizes, grow, budget, label):
+        """``memory`` with up to ``grow`` more entries: the most influential new windows not in it that fit
+        what it leaves of the position budget."""
+        in_memory = set(memory.rows.tolist())
+        free = torch.tensor([r not in in_memory for r in st.cand_rows.tolist()], dtype=torch.bool)
+        order = torch.argsort(scores, descending=True, stable=True)
+        order = order[free[order]]
+        left = budget - int(trained_positions(memory.windows).sum())
+        picks = within_budget(order, sizes, min(grow, len(order)), left)
+        if len(picks) == 0:
+            return memory, [], []
+        return memory.extended(label(picks)), st.cand_rows[picks].tolist(), scores[picks].tolist()
+
+    def _refine(self, st, memory):
+        """DIET's memory with its labels refined on the stage's training windows (:mod:`.refine`)."""
+        self._step("refine labels")
+        if len(st.cand_windows) == 0:  # an empty stage: no training rows to refine toward
+            return memory, {"steps": 0}
+        config = self.config
+        st.cost["refine"] = Cost(self.ctx.memory)
+        with st.cost["refine"].measure():
+            generator = torch.Generator().manual_seed(self.seed * 100 + 70 + st.number)
+            refined, record = refine_labels(
+                self.ctx.new_model(self.seed + 7000 + st.number), memory, st.cand_windows, self.refine_steps,
+                float(config["diet_refine_lr"]), float(config["distilled_lr"]),
+                int(config["distilled_batch_size"]), generator, float(config["distilled_weight_decay"] or 0),
+                desc=f"stage {st.number}: refine labels")
+        return refined, {**record, "seconds": st.cost["refine"].seconds}
 
     def _update_reservoir(self, st, prev):
         """Reservoir-KD: Algorithm R over the stream; the windows written get the Fine-tune model's
@@ -219,6 +285,17 @@ class DietRun:
                 reservoir = Memory.from_state(prev["reservoir"])
                 filled, seen = int(prev["reservoir_filled"]), int(prev["reservoir_seen"])
             generator = torch.Generator().manual_seed(self.seed * 100 + 50 + st.number)
+            if self.share:  # a uniform sample of the stream at the memory's size of this stage
+                size = self.size_at(st.index)
+                rng = np.random.default_rng(self.seed * 100 + 50 + st.number)
+                keep, picks = reservoir_resize(0 if reservoir is None else len(reservoir), seen, len(st.cand_rows),
+                                               size, rng)
+                seen, filled = seen + len(st.cand_rows), size
+                if reservoir is not None:
+                    reservoir = reservoir.select(keep)
+                written = self.labelled(st.models["finetune"], st, picks) if len(picks) else None
+                reservoir = written if reservoir is None else reservoir.extended(written)
+                return reservoir, filled, seen
             slots, picks, filled, seen = reservoir_update(self.size, filled, seen, len(st.cand_rows), generator)
             if len(picks):
                 written = self.labelled(st.models["finetune"], st, picks)
@@ -231,11 +308,11 @@ class DietRun:
         self._step("FOSTER (from scratch)")
         st.cost["foster"] = Cost(self.ctx.memory)
         with st.cost["foster"].measure():
-            soft = distil_seen(self.ctx, self.plan, st.index, st.models["full"], st.trajectory, self.size,
-                               self.work_dir)
+            soft = distil_seen(self.ctx, self.plan, st.index, st.models["full"], st.trajectory,
+                               self.size_at(st.index), self.work_dir)
         return soft
 
-    def _judge(self, st, memory, reservoir, foster):
+    def _judge(self, st, memory, reservoir, foster, refined=None):
         """Every method's row: its numbers on the report half (and the test split after the last
         stage) and its costs (:meth:`_cost_fields`)."""
         ctx, targets_seen = self.ctx, self.plan.targets_seen(st.index)
@@ -270,6 +347,10 @@ class DietRun:
 
         set_row("diet", memory.training_set(self.n_items, self.item_text), cost["diet"].plus(cost["memory"]),
                 memory_fields(memory))
+        if refined is not None:
+            set_row("diet_refined", refined.training_set(self.n_items, self.item_text),
+                    cost["diet"].plus(cost["memory"], *([cost["refine"]] if "refine" in cost else [])),
+                    memory_fields(refined))
         model_row("diet_model", "diet", cost["diet"])
         if self._wants("full"):
             model_row("full", "full", cost["full"])
@@ -286,6 +367,55 @@ class DietRun:
                      "size_share": positions / max(1, targets_seen)})
         return methods
 
+    def _rank(self, st, memory, reservoir, refined, methods):
+        """The architecture-ranking check (:mod:`.ranking`): every model of ``diet_rank_models`` trained
+        on each memory and on every row seen (Full-s), judged on the report half. The run's own model
+        reuses what the stage already trained (Full-s, and each set's first evaluation seed)."""
+        ctx, run_model = self.ctx, self.config["model"]
+        sets = {self.labels["diet"]: memory}
+        if refined is not None:
+            sets[self.labels["diet_refined"]] = refined
+        if reservoir is not None:
+            sets[self.labels["reservoir_kd"]] = reservoir[0]
+
+        def numbers(report, seconds, reused):
+            return {"ndcg@10": report["ndcg@10"], "recall@10": report["recall@10"], "seconds": seconds,
+                    "reused": reused}
+
+        full, loader = {}, None
+        for name in self.rank_models:
+            self._step(f"ranking: {name} on Full-s")
+            reuse = methods.get("Full-s") if name == run_model else None
+            if reuse is not None:
+                full[name] = numbers(reuse["report"], reuse["update_seconds"] + reuse["judge_seconds"], True)
+                continue
+            view = model_context(ctx, name, self._rank_configs)
+            loader = loader or self.plan.train_loader(self.plan.rows_until(st.index))
+            cost = Cost(ctx.memory)
+            with cost.measure():
+                model = view.new_model(self.seed)
+                fit(view, model, loader, st.selection, self.work_dir)
+                report = evaluate(view, model, st.report)
+            full[name] = numbers(report, cost.seconds, False)
+        rows = {}
+        for label, kept in sets.items():
+            training_set = kept.training_set(self.n_items, self.item_text)
+            per_model = {}
+            for name in self.rank_models:
+                self._step(f"ranking: {name} on {label}")
+                if name == run_model:
+                    row = methods[label]
+                    per_model[name] = numbers(row["per_seed"][0]["report"], row["seconds_per_fresh_model"], True)
+                    continue
+                view = model_context(ctx.for_stage(st.selection, st.report), name, self._rank_configs)
+                cost = Cost(ctx.memory)
+                with cost.measure():
+                    _, report, _ = train_and_select(view, training_set, int(self.seed) + 1000,
+                                                    desc=f"stage {st.number}: {name} on {label}")
+                per_model[name] = numbers(report, cost.seconds, False)
+            rows[label] = rank_summary(per_model, full)
+        return {"models": list(self.rank_models), "full": full, "sets": rows}
+
     @staticmethod
     def _cost_fields(update, judge, stage_seconds):
         """``update_seconds``: keeping the method current this stage (training its model; for a set,
@@ -299,7 +429,7 @@ class DietRun:
     # ----- the whole run -----
     def run(self):
         ctx, plan = self.ctx, self.plan
-        plan.check(self.size)  # before anything is trained or written
+        plan.check(self.size_at(0))  # before anything is trained or written
         store = StageStore(ctx.output_dir, fingerprint(self.config, ctx.text_encoder))
         done = store.finished()
         stages = [store.load_result(stage) for stage in done]
@@ -361,13 +491,13 @@ class DietRun:
         ctx = self.ctx
         token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
         users = [token[u] for u in memory.users.tolist()]
-        header = {**common_header(ctx, self.size), "method": ctx.config["method"], "selected_users": users, "label_storage": memory.storage,
+        header = {**common_header(ctx, len(memory)), "method": ctx.config["method"], "selected_users": users, "label_storage": memory.storage,
                   "diet_stages": self.plan.n_stages}
         path = save_windows(os.path.join(ctx.output_dir, "set.pt"), memory.windows, header, memory.stored())
         diet = last["methods"][self.labels["diet"]]
         table = {"Full": ctx.real_run.manifest["test"],
                  **{label: row["test"] for label, row in last["methods"].items()}}
-        return {"n_sequences": self.size, "valid": diet["selection"], "test": diet["test"], "table": table,
+        return {"n_sequences": len(memory), "valid": diet["selection"], "test": diet["test"], "table": table,
                 "label_storage": memory.storage,
                 "selected_users": users, **describe_set(ctx, path, needs_teacher=False)}
 

@@ -6,6 +6,7 @@ looking back at old data. DIET's baseline of the same size: the windows a stage 
 labels of that stage's fine-tuned model (stored top-k), the others keep theirs.
 """
 
+import numpy as np
 import torch
 
 
@@ -31,3 +32,18 @@ def reservoir_update(size, filled, seen, n_new, generator):
     slots = sorted(holder)
     return torch.tensor(slots, dtype=torch.long), torch.tensor([holder[s] for s in slots], dtype=torch.long), \
         filled, seen
+
+
+def reservoir_resize(held, seen, n_new, size, rng):
+    """``(keep, picks)``: a uniform sample of ``size`` of the ``seen + n_new`` stream items from a
+    uniform sample of ``held`` of the first ``seen`` and the ``n_new`` new ones (a memory whose size
+    follows the stream, ``diet_memory_share``). How many old items the new sample holds is drawn
+    from the hypergeometric law of a uniform sample (capped by ``held`` and the new items); ``keep``
+    is a uniform subset of that many of the held entries (a uniform subset of a uniform sample is
+    uniform), ``picks`` a uniform subset of the new items. Both sorted."""
+    size = min(size, seen + n_new)
+    old = int(rng.hypergeometric(seen, n_new, size)) if seen and n_new else (size if not n_new else 0)
+    old = max(min(old, held), size - n_new)
+    keep = np.sort(rng.permutation(held)[:old]) if held else np.zeros(0, dtype=np.int64)
+    picks = np.sort(rng.permutation(n_new)[: size - old])
+    return torch.as_tensor(keep, dtype=torch.long), torch.as_tensor(picks, dtype=torch.long)

@@ -26,6 +26,8 @@ class LabelStorage:
     lossy = False  # what is kept differs from the teacher's labels: a set trains on what is kept
     selectable = True  # a value of --label_storage (False: a kind of set, e.g. hard next-item labels)
     memory = False  # can keep the labels of a DIET memory (--diet_label_storage)
+    refinable = False  # per-position top-k probabilities a DIET memory may refine by gradient (diet_refine_steps)
+    fixed_size = False  # fitted to one memory size (a DIET memory of this storage cannot grow: diet_memory_share)
     summary = ""  # one line for the docs and the table legend
     shared_key = None  # a tensor shared by every label of one writer (not per position), e.g. a decoder
 

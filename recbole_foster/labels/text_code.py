@@ -79,6 +79,7 @@ class TextCodeStorage(LabelStorage):
     needs_item_text = True
     lossy = True
     memory = True
+    fixed_size = True  # its code rank is fitted to the bytes of a full memory of diet_memory_size
     shared_key = "label_decoder"  # several writers: label_decoder (S, r, d) and label_decoder_of
     summary = "a low-rank code per position over the item text embeddings, in the bytes of top-k"
 

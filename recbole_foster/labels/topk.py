@@ -23,6 +23,7 @@ class TopKStorage(LabelStorage):
     name = "topk"
     lossy = True
     memory = True
+    refinable = True
     summary = "the label_topk largest probabilities per position, the rest spread evenly"
 
     def compress(self, log_probs, mask, k=None, item_text=None, **options):
