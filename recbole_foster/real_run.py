@@ -50,16 +50,32 @@ NOT_IN_KEY = {
     "text_batch_size", "text_encoder", "save_dataset", "save_dataloaders", "dataset_save_path",
     "dataloaders_save_path", "generate_temperature", "set_standalone", "verbose", "real_run_extend",
     "nproc", "world_size", "ip", "port", "offset",  # how many processes: in the key as world_size when > 1
+    "set_precision",
 }
 NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_", "diet_")
+
+
+def method_setting_keys():
+    """Every key of a registered method's own YAML (``Method.config_file``): a method's settings
+    never change the real-data run, so a new method (also one from outside) cannot move the key."""
+    import yaml
+
+    from recbole_foster.methods import METHODS
+
+    keys = set()
+    for path in {m.config_file for m in METHODS.values() if getattr(m, "config_file", None)}:
+        with open(path) as f:
+            keys |= set(yaml.safe_load(f) or {})
+    return keys
 
 
 def pool_key(config, text_encoder_used, **changes):
     """Hash of every config value that can change the real-data run (see ``NOT_IN_KEY``);
     ``changes`` replace config values (the key of a run with another epoch cap)."""
+    excluded = NOT_IN_KEY | method_setting_keys()
     relevant = {
         k: v for k, v in {**config.final_config_dict, **changes}.items()
-        if k not in NOT_IN_KEY and not k.startswith(NOT_IN_KEY_PREFIXES)
+        if k not in excluded and not k.startswith(NOT_IN_KEY_PREFIXES)
     }
     relevant["text_encoder_used"] = text_encoder_used
     size = distributed.world_size(config)

@@ -42,6 +42,7 @@ def test_the_key_is_the_same_for_the_same_config():
     ("n_sampled_items", 512), ("metrics", "['Recall', 'NDCG']"), ("topk", "[5, 10]"), ("distilled_lr", 0.01),
     ("foster_outer_steps", 1000), ("selection_seed", 7), ("n_sequences", 50), ("method", "random_kd"),
     ("text_encoder", "huawei-noah/TinyBERT_General_4L_312D"),  # configured name; the used one is the same
+    ("set_precision", "int8"), ("budget_bytes", 20000), ("popularity_list_size", 50), ("auto_sizes", "[20]"),
 ])
 def test_settings_of_the_method_and_of_reporting_reuse_the_real_data_run(key, value):
     base, changed = config_with(), config_with(**{key: value})
@@ -350,3 +351,11 @@ def test_a_run_that_stopped_early_keeps_no_capped_state(toy_data_root, tiny_bert
                                      stopping_step=1)))
     assert result["training"]["stopped_by"] == "early stopping"
     assert not os.path.isfile(os.path.join(result["anchor_pool"], "capped_state.pth"))
+
+
+def test_a_registered_method_with_its_own_settings_does_not_move_the_key():
+    """The key of the committed default runs: a new method's YAML keys are method settings."""
+    from recbole_foster.real_run import method_setting_keys
+
+    assert {"budget_bytes", "popularity_list_size", "auto_storages", "diet_memory_share"} <= method_setting_keys()
+    assert not method_setting_keys() & {"epochs", "learning_rate", "seed", "eval_protocol", "MAX_ITEM_LIST_LENGTH"}
