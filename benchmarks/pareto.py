@@ -35,7 +35,7 @@ import numpy as np
 from common import command_of, figure, parse, parser_of, save, write_results, write_table  # beside this script
 from label_storage import converged_full_row
 from recbole_foster.methods.distillation import CHECKPOINT_FILE
-from paper_table import _bytes, run_or_reuse
+from paper_table import _bytes, improvement_over_random, run_or_reuse
 
 KINDS = ("popularity", "hard", "topk", "text_code", "kcenter_kd", "foster")
 MARKERS = {"popularity": "*", "hard": "o", "topk": "s", "text_code": "D", "kcenter_kd": "^", "foster": "P"}
@@ -88,9 +88,11 @@ def summarise(point, results):
         raise SystemExit(f"{point['point']}: its runs are {sorted(map(str, families))}, not self-contained; "
                          "its bytes would not be all a user keeps (pass --label_storage-free points only).")
     se = float(test.std(ddof=1) / np.sqrt(len(test))) if len(test) > 1 else 0.0
+    paired = [{"draw": draw, "seed": s.get("seed"), "test": {"ndcg@10": s["test"]["ndcg@10"]}}
+              for draw, r in enumerate(results) for s in r.get("per_seed", [])]
     return {**point, "artifact_bytes": float(np.mean([r["artifact_bytes"] for r in results])),
             "valid_ndcg@10": float(valid.mean()), "ndcg@10": float(test.mean()), "ndcg@10_se": se,
-            "n_runs": int(len(test)), "family": "self-contained"}
+            "n_runs": int(len(test)), "family": "self-contained", "runs": paired}
 
 
 def draws_of(method, options, folder, draws, seed, distilled_in=None):
@@ -155,12 +157,22 @@ def plot(result, path):
          legend={"fontsize": 7})
 
 
+def ior_text(ior):
+    if not ior:
+        return "-"
+    se = ior["std"] / np.sqrt(ior["n"]) if ior["n"] > 1 else float("nan")
+    return f"{ior['mean']:+.4f} ± {se:.4f} SE (n={ior['n']})" + (" **>2SE**" if ior["beyond_2se"] else "")
+
+
 def markdown(result):
-    lines = ["| point | bytes | valid N@10 | test N@10 ± SE | runs | on validation frontier |", "|---|---|---|---|---|---|"]
+    reference = result.get("reference")
+    head = "| point | bytes | valid N@10 | test N@10 ± SE | runs | on validation frontier |"
+    lines = [head + (f" IOR vs {reference} |" if reference else ""), "|---|---|---|---|---|---|" + ("---|" if reference else "")]
     for r in sorted(result["rows"], key=lambda r: r["artifact_bytes"]):
         lines.append(f"| {r['point']} | {_bytes(r['artifact_bytes'])} | {r['valid_ndcg@10']:.4f} | "
                      f"{r['ndcg@10']:.4f} ± {r['ndcg@10_se']:.4f} | {r['n_runs']} | "
-                     f"{'yes' if r['point'] in result['frontier'] else ''} |")
+                     f"{'yes' if r['point'] in result['frontier'] else ''} |"
+                     + (f" {ior_text(r.get('ior_vs_reference'))} |" if reference else ""))
     lines += ["", "Per budget: the point chosen on validation NDCG@10, then its test.", "",
               "| budget | choice | bytes | valid N@10 | test N@10 ± SE |", "|---|---|---|---|---|"]
     for b in result["budgets"]:
@@ -182,6 +194,8 @@ def main(argv):
     parser.add_argument("--budgets_kb", default="2,4,8,16,32,64,128,256,512,1024", help="budgets in kB (1000 bytes)")
     parser.add_argument("--converged_full", default=None, metavar="RESULTS_JSON",
                         help="results.json of --method=full ended by early stopping: Full's line")
+    parser.add_argument("--reference", default=None, help="a point of --points: every other point's IOR against "
+                        "it (test NDCG@10 difference paired by draw and evaluation seed, > 2 SE marked)")
     parser.add_argument("--work_dir", default=None, help="default outputs/pareto/<dataset>")
     parser.add_argument("--out", default="benchmarks/results/pareto")
     args, run_options = parse(parser, argv)
@@ -194,6 +208,8 @@ def main(argv):
         parser.error("--points must name at least one point; --draws and --seeds must be >= 1")
     if len({p["point"] for p in points}) != len(points):
         parser.error("--points names a point twice")
+    if args.reference is not None and args.reference not in {p["point"] for p in points}:
+        parser.error(f"--reference={args.reference} is not one of --points")
     full = converged_full_row(args.converged_full, None, args.dataset) if args.converged_full else None
     options = {"dataset": args.dataset, "distilled_eval_seeds": args.seeds, **run_options}
     seed = int(options.get("seed", 2020))
@@ -214,12 +230,16 @@ def main(argv):
         rows.append({**summarise(point, results), "work_dir": folder})
     order = [p["point"] for p in points]
     rows.sort(key=lambda r: order.index(r["point"]))
+    if args.reference is not None:
+        reference = next(r for r in rows if r["point"] == args.reference)
+        for r in rows:  # popularity has one run and no seeds: no pairs
+            r["ior_vs_reference"] = None if r is reference else improvement_over_random(r, reference)
     frontier = validation_frontier(rows)
     result = {
         "dataset": args.dataset, "draws": args.draws, "eval_seeds": args.seeds,
         "overrides": {k: v for k, v in options.items() if k != "dataset"},
         "full_test_ndcg@10": full["ndcg@10"] if full else None, "converged_full": args.converged_full,
-        "rows": rows, "frontier": frontier,
+        "rows": rows, "frontier": frontier, "reference": args.reference,
         "budgets": [{"budget_bytes": b, "choice": choice_within(rows, b)} for b in budgets],
         "command": command_of("pareto.py", argv),
     }

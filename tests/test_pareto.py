@@ -41,12 +41,20 @@ def test_a_toy_pareto_run_writes_json_md_png_and_resumes(toy_data_root, tiny_ber
     options = toy_options(toy_data_root, tiny_bert_dir, tmp_path)
     for key in ("output_dir", "n_sequences", "distilled_eval_seeds", "dataset"):
         options.pop(key)
-    argv = ["--dataset=toy", "--points=popularity,hard@4,topk@4:2,foster@4:int8/r2", "--draws=2", "--seeds=1",
+    argv = ["--dataset=toy", "--points=popularity,hard@4,topk@4:2,foster@4:int8/r2,foster@4/r2", "--draws=2", "--seeds=1",
+            "--reference=hard@4",
             "--budgets_kb=0.5,1,4,100", f"--work_dir={tmp_path / 'work'}", f"--out={tmp_path / 'out'}"] + as_argv(options)
     first = pareto.main(argv)
     rows = {r["point"]: r for r in first["rows"]}
     assert rows["popularity"]["n_runs"] == 1 and rows["hard@4"]["n_runs"] == 2 and rows["foster@4:int8/r2"]["n_runs"] == 2
     assert all(r["family"] == "self-contained" and r["artifact_bytes"] > 0 for r in rows.values())
+    for draw in ("foster", "foster-sel1"):  # the int8 point stored the fp32 point's distillation, not its own
+        with open(tmp_path / "work" / "foster-n4-int8-r2" / draw / "results.json") as f:
+            assert json.load(f)["resumed_at_step"] == int(options["foster_outer_steps"])
+    assert rows["hard@4"]["ior_vs_reference"] is None and rows["popularity"]["ior_vs_reference"] is None
+    ior = rows["topk@4:2"]["ior_vs_reference"]
+    assert ior["n"] == 2 and ior["mean"] == pytest.approx(
+        sum(a["test"]["ndcg@10"] - b["test"]["ndcg@10"] for a, b in zip(rows["topk@4:2"]["runs"], rows["hard@4"]["runs"])) / 2)
     for b in first["budgets"]:
         fitting = [r for r in rows.values() if r["artifact_bytes"] <= b["budget_bytes"]]
         best = max((r["valid_ndcg@10"] for r in fitting), default=None)
