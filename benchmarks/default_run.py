@@ -69,7 +69,7 @@ def main(argv=None):
     wall, cpu, results = run_default(os.path.abspath(args.work_dir), run_options)
     summary = {
         "command": command_of("default_run.py", argv),
-        "run": "python run_foster.py " + " ".join(f"--{k}={v}" for k, v in run_options.items()),
+        "run": " ".join(["python run_foster.py"] + [f"--{k}={v}" for k, v in run_options.items()]),
         "method": results["method"], "dataset": results["dataset"],
         "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "target_s": args.target_s,
         "within_target": wall <= args.target_s,

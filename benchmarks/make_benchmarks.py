@@ -121,6 +121,13 @@ SECTIONS = [
     ("## Efficiency (paper Table 5)", ["efficiency-ml-100k.json", "efficiency-amazon-games.json"], "efficiency",
      "Seconds and traced peak tensor memory of one outer step, FOSTER vs TD3, over all items or "
      "512 sampled items."),
+    ("## Small sets per byte (Pareto)", "pareto", "pareto",
+     "Test NDCG@10 (mean ± standard error over user draws x evaluation seeds) against the bytes a user "
+     "keeps, for every kind of self-contained set (`benchmarks/pareto.py`, [choosing at a byte "
+     "budget](docs/choosing.md)). The frontier and the choice per budget read validation only."),
+    ("## Datasets and their traits", "dataset-traits", "traits",
+     "Size, sequence length, popularity concentration and spread of the item-text embeddings "
+     "(`benchmarks/dataset_traits.py`), the traits that may decide which kind of set wins."),
     ("## Speed and hardware", ["speed"], "speed",
      "Ratios measured in one run each, on this project's 2-core CPU machine (no GPU run yet: "
      "`benchmarks/gpu_check.py` runs every method on CUDA when one is present; here it runs on CPU). "
@@ -433,6 +440,26 @@ def render_speed(rel, data):
     return table(["target", "measured", "met", "source"], body) + "\n\nCommands:\n\n" + commands
 
 
+def folder_jsons(folder):
+    """The JSONs of a results folder (relative to RESULTS), sorted; none if the folder is absent."""
+    path = os.path.join(ROOT, RESULTS, folder)
+    return [os.path.join(folder, f) for f in sorted(os.listdir(path)) if f.endswith(".json")] if os.path.isdir(path) else []
+
+
+def render_pareto(rel, data):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import pareto  # beside this script; its table is the one pareto.py writes
+
+    return f"### {data['dataset']}\n\n" + pareto.markdown(data)
+
+
+def render_traits(rel, data):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import dataset_traits  # beside this script; its table is the one dataset_traits.py writes
+
+    return dataset_traits.markdown(data["datasets"], data["sample"])
+
+
 def headline_table():
     body = []
     for name, rel in HEADLINE:
@@ -460,7 +487,7 @@ def image(rel):
 RENDER = {"rows": render_rows, "full": render_full, "budget": render_budget, "fidelity": render_fidelity,
           "equal_bytes": render_equal_bytes, "curve": render_curve, "transfer": render_transfer,
           "diet": render_diet, "efficiency": render_efficiency, "step": render_step,
-          "speed": render_speed}
+          "speed": render_speed, "pareto": render_pareto, "traits": render_traits}
 
 
 def benchmarks_md():
@@ -472,6 +499,13 @@ def benchmarks_md():
         if kind == "headline":
             parts.append("Sources: " + ", ".join(f"`{RESULTS}/{r}`" for r in rels) + ".\n\n" + headline_table())
             continue
+        if isinstance(rels, str):  # a folder: every JSON in it, whichever exist
+            rels = folder_jsons(rels)
+            if not rels:
+                parts.pop()
+                if prose:
+                    parts.pop()
+                continue
         if kind == "speed":
             parts.append(render_speed(None, None))
             continue
