@@ -9,6 +9,8 @@ A point is one kind of set at one size (``N`` windows or synthetic sequences):
 * ``topk@N:K`` / ``text_code@N:K``: Random-KD-N with its teacher labels stored as top-K / text codes
   in the bytes of top-K;
 * ``kcenter_kd@N:K``: K-Center-KD-N, top-K labels stored;
+* ``label_model@N:R``: Random-KD-N labelled by one stored rank-R model over the item text
+  embeddings (``label_storage=label_model``, ``label_model_rank=R``): the windows cost their ids;
 * ``foster@N[:fp16|int8][/rR]``: FOSTER-N, its summary saved at that precision (``set_precision``,
   default fp32) with user and time rank R (``foster_user_rank``/``foster_time_rank``; default
   the config's): the core (R x R x text dim) is most of its bytes;
@@ -37,9 +39,10 @@ from label_storage import converged_full_row
 from recbole_foster.methods.distillation import CHECKPOINT_FILE
 from paper_table import _bytes, improvement_over_random, run_or_reuse
 
-KINDS = ("popularity", "hard", "topk", "text_code", "kcenter_kd", "foster")
-MARKERS = {"popularity": "*", "hard": "o", "topk": "s", "text_code": "D", "kcenter_kd": "^", "foster": "P"}
-POINT = re.compile(r"^(?P<kind>hard|topk|text_code|kcenter_kd|foster)@(?P<n>\d+)"
+KINDS = ("popularity", "hard", "topk", "text_code", "label_model", "kcenter_kd", "foster")
+MARKERS = {"popularity": "*", "hard": "o", "topk": "s", "text_code": "D", "label_model": "v", "kcenter_kd": "^",
+           "foster": "P"}
+POINT = re.compile(r"^(?P<kind>hard|topk|text_code|label_model|kcenter_kd|foster)@(?P<n>\d+)"
                    r"(?::(?P<k>\d+|fp32|fp16|int8))?(?:/r(?P<rank>\d+))?$")
 
 
@@ -50,12 +53,15 @@ def parse_point(spec):
     match = POINT.match(spec)
     kind = match and match["kind"]
     k, rank = (match["k"], match["rank"]) if match else (None, None)
-    bad = (not match or (kind == "hard" and (k or rank)) or (kind in ("topk", "text_code", "kcenter_kd")
-           and (not k or not k.isdigit() or rank)) or (kind == "foster" and k and k.isdigit()))
+    bad = (not match or (kind == "hard" and (k or rank))
+           or (kind in ("topk", "text_code", "label_model", "kcenter_kd") and (not k or not k.isdigit() or rank))
+           or (kind == "foster" and k and k.isdigit()) or (kind == "label_model" and int(k) < 1))
     if bad or int(match["n"]) < 1 or (rank is not None and int(rank) < 1):
-        raise ValueError(f"{spec!r}: expected popularity, hard@N, topk@N:K, text_code@N:K, kcenter_kd@N:K or "
-                         "foster@N[:fp16|int8][/rR]")
+        raise ValueError(f"{spec!r}: expected popularity, hard@N, topk@N:K, text_code@N:K, label_model@N:R, "
+                         "kcenter_kd@N:K or foster@N[:fp16|int8][/rR]")
     precision = (k or "fp32") if kind == "foster" else None
+    if kind == "label_model":  # its number is the model's rank, not a top-k
+        k, rank = None, k
     return {"point": spec, "kind": kind, "n": int(match["n"]), "k": int(k) if k and k.isdigit() else None,
             "precision": precision, "rank": int(rank) if rank else None}
 
@@ -70,6 +76,9 @@ def run_spec(point):
         return "random", options, f"hard-n{n}"
     if kind in ("topk", "text_code"):
         return "random_kd", {**options, "label_storage": kind, "label_topk": k}, f"{kind}-n{n}-k{k}"
+    if kind == "label_model":
+        return ("random_kd", {**options, "label_storage": "label_model", "label_model_rank": point["rank"]},
+                f"label_model-n{n}-r{point['rank']}")
     if kind == "kcenter_kd":
         return "kcenter_kd", {**options, "label_storage": "topk", "label_topk": k}, f"kcenter_kd-n{n}-k{k}"
     options["set_precision"] = point["precision"]

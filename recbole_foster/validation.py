@@ -40,9 +40,9 @@ POSITIVE_INTS = (
     "distilled_steps", "distilled_batch_size", "distilled_eval_every", "distilled_patience", "foster_inner_steps",
     "foster_reset_interval", "foster_checkpoint_every", "foster_user_rank", "foster_time_rank", "foster_seq_len",
     "foster_real_batch_size", "n_sampled_items", "text_max_tokens", "text_batch_size", "td3_window",
-    "label_topk", "n_sequences", "diet_stages", "diet_memory_size", "diet_epochs",
+    "label_topk", "label_model_rank", "label_model_steps", "n_sequences", "diet_stages", "diet_memory_size", "diet_epochs",
 )
-NON_NEGATIVE_INTS = ("foster_outer_steps", "foster_target_fit_steps", "td3_max_skip", "stopping_step", "seed",
+NON_NEGATIVE_INTS = ("foster_outer_steps", "label_model_fit_windows", "foster_target_fit_steps", "td3_max_skip", "stopping_step", "seed",
                      "selection_seed", "diet_stop_after")
 POSITIVE_NUMBERS = ("learning_rate", "distilled_lr", "foster_inner_lr", "foster_temperature", "td3_inner_lr")
 NON_NEGATIVE_NUMBERS = ("weight_decay", "distilled_weight_decay", "foster_dh_weight", "foster_eta",

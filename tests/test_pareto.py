@@ -20,7 +20,12 @@ def test_points_grammar():
     assert pareto.parse_point("popularity")["kind"] == "popularity"
     assert pareto.run_spec(pareto.parse_point("kcenter_kd@20:10"))[:2] == (
         "kcenter_kd", {"n_sequences": 20, "label_storage": "topk", "label_topk": 10})
-    for bad in ("hard@20:4", "topk@20", "foster@20:10", "foster@0", "dense@20:4", "hard@x", "topk@20:4/r2"):
+    assert pareto.parse_point("label_model@250:8") == {"point": "label_model@250:8", "kind": "label_model",
+                                                       "n": 250, "k": None, "precision": None, "rank": 8}
+    assert pareto.run_spec(pareto.parse_point("label_model@250:8")) == (
+        "random_kd", {"n_sequences": 250, "label_storage": "label_model", "label_model_rank": 8}, "label_model-n250-r8")
+    for bad in ("hard@20:4", "topk@20", "foster@20:10", "foster@0", "dense@20:4", "hard@x", "topk@20:4/r2",
+                "label_model@20", "label_model@20:4/r2", "label_model@20:fp16", "label_model@20:0"):
         with pytest.raises(ValueError, match="expected popularity"):
             pareto.parse_point(bad)
 

@@ -1,7 +1,7 @@
 """Label storages (``--label_storage``): how a saved small set keeps the soft labels it trains on.
 
 One class per storage, one file each (:mod:`.teacher`, :mod:`.dense`, :mod:`.topk`,
-:mod:`.text_code`; :mod:`.hard` names sets without soft labels), all implementing
+:mod:`.text_code`, :mod:`.label_model`; :mod:`.hard` names sets without soft labels), all implementing
 :class:`~recbole_foster.labels.base.LabelStorage`. :func:`register_storage` adds one (a class or an
 instance) under its ``name``; :func:`get_storage` looks one up, including storages published by
 other packages under the entry point group ``recbole_foster.label_storages``.
@@ -12,6 +12,7 @@ from importlib.metadata import entry_points
 from recbole_foster.labels.base import LabelStorage
 from recbole_foster.labels.dense import DenseStorage
 from recbole_foster.labels.hard import HardStorage, SummaryStorage
+from recbole_foster.labels.label_model import LabelModelStorage
 from recbole_foster.labels.teacher import TeacherStorage
 from recbole_foster.labels.text_code import code_rank, decode_text_code, fit_text_code
 from recbole_foster.labels.text_code import TextCodeStorage
@@ -34,7 +35,8 @@ def register_storage(storage):
     return storage
 
 
-for _storage in (TeacherStorage, DenseStorage, TopKStorage, TextCodeStorage, HardStorage, SummaryStorage):
+for _storage in (TeacherStorage, DenseStorage, TopKStorage, TextCodeStorage, LabelModelStorage, HardStorage,
+                 SummaryStorage):
     register_storage(_storage)
 
 
@@ -72,9 +74,10 @@ def compress(log_probs, mask, storage, k=None, item_text=None, **options):
     return get_storage(storage).compress(log_probs, mask, k, item_text, **options)
 
 
-def expand(stored, n_items, item_text=None):
-    """``(mask, (m, n, n_items) log-probs)`` of stored tensors, whichever storage wrote them."""
-    return storage_of(stored).expand(stored, n_items, item_text)
+def expand(stored, n_items, item_text=None, sequences=None):
+    """``(mask, (m, n, n_items) log-probs)`` of stored tensors, whichever storage wrote them
+    (``sequences``: the windows they label, for a storage that ``needs_windows``)."""
+    return storage_of(stored).expand(stored, n_items, item_text, sequences=sequences)
 
 
 def stored_bytes(stored):

@@ -8,6 +8,12 @@ stored), the tensors a set file (``set.pt`` / ``synthetic.pt``) holds under keys
 (``<name>.soft_labels.pt``, :mod:`recbole_foster.distill.artifacts`) holds the same labels keyed by
 item tokens: :meth:`LabelStorage.to_sidecar` / :meth:`LabelStorage.from_sidecar`.
 
+A storage that labels windows from their item ids (``needs_windows``, e.g. a small model over
+the item texts) is handed the windows: ``compress(..., sequences=)`` and ``expand(...,
+sequences=)`` (m, L) item ids, where label t is read from the prefix up to t; callers of sets of
+real windows (``methods/selection.py::teacher_labelled``, :meth:`LabelStorage.training_set`)
+pass them, other storages ignore them.
+
 A new storage is one subclass registered with :func:`recbole_foster.labels.register_storage`
 (``--label_storage=<name>`` then selects it).
 """
@@ -27,6 +33,7 @@ class LabelStorage:
     selectable = True  # a value of --label_storage (False: a kind of set, e.g. hard next-item labels)
     memory = False  # can keep the labels of a DIET memory (--diet_label_storage)
     refinable = False  # per-position top-k probabilities a DIET memory may refine by gradient (diet_refine_steps)
+    needs_windows = False  # labels are computed from the windows' item ids (sets of real windows only)
     fixed_size = False  # fitted to one memory size (a DIET memory of this storage cannot grow: diet_memory_share)
     summary = ""  # one line for the docs and the table legend
     shared_key = None  # a tensor shared by every label of one writer (not per position), e.g. a decoder
@@ -36,8 +43,9 @@ class LabelStorage:
         """The tensors that keep ``log_probs[mask]`` (``label_mask`` and ``label_*`` tensors)."""
         raise NotImplementedError
 
-    def expand(self, stored, n_items, item_text=None):
-        """``(mask, (m, n, n_items) log-probs)`` rebuilt from :meth:`compress`'s tensors."""
+    def expand(self, stored, n_items, item_text=None, sequences=None):
+        """``(mask, (m, n, n_items) log-probs)`` rebuilt from :meth:`compress`'s tensors
+        (``sequences``: the windows, read only by a storage that ``needs_windows``)."""
         mask = stored["label_mask"]
         full = torch.full(tuple(mask.shape) + (n_items,), -math.inf)
         full[..., 1:] = 0.0  # positions without a label: any distribution, never used
@@ -56,6 +64,10 @@ class LabelStorage:
     def n_bytes(self, stored):
         """Bytes of the stored tensors (the mask included)."""
         return sum(t.numel() * t.element_size() for t in stored.values())
+
+    def run_options(self, config):
+        """Extra :meth:`compress` options a run's config sets (its own keys); none by default."""
+        return {}
 
     def fit_options(self, n_positions, item_text, k, n_writers=1):
         """Extra :meth:`compress` options for a budget of ``n_positions`` labels written by
@@ -87,7 +99,7 @@ class LabelStorage:
         """What a model trains on for real windows ``sequences`` with these labels."""
         from recbole_foster.training_sets import TeacherLabelledSequences
 
-        mask, log_probs = self.expand(stored, n_items, item_text)
+        mask, log_probs = self.expand(stored, n_items, item_text, sequences=sequences)
         labelled = TeacherLabelledSequences(sequences, log_probs)
         if not bool((labelled.label_mask == mask).all()):
             raise ValueError("is damaged: its stored labels do not match its windows.")

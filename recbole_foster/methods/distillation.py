@@ -44,6 +44,9 @@ class Distillation(Method):
 
     def check(self, config):
         mode = MODES.get(config["foster_targets"])
+        if self.label_storage(config).needs_windows:
+            raise CLIError(f"--label_storage={config['label_storage']} labels real windows from their item ids; "
+                           f"a distilled summary has none: use it with random_kd, a coreset or generate.")
         if mode is not None and mode.needs_real_init and config["foster_init"] != "real":
             raise CLIError(f"--foster_targets={config['foster_targets']} keeps labels fitted to real users: "
                            f"it needs --foster_init=real, not {config['foster_init']!r}.")

@@ -50,17 +50,31 @@ def teacher_labelled(ctx, sequences, storage=None):
     much of the teacher's distribution the storage loses (0 when nothing is lost; None when nothing is stored)."""
     storage = get_storage(storage or ctx.config["label_storage"])
     item_text = getattr(ctx.dataset, "item_text_embeddings", None)
-    with ctx.timed("labels"):  # the teacher's labels, and the fit of text codes to them
+    with ctx.timed("labels"):  # the teacher's labels, and the fit of text codes (or a label model) to them
         labelled = TeacherLabelledSequences.from_teacher(sequences, ctx.teacher)
+        options = {"sequences": sequences, **storage.run_options(ctx.config)}
+        if storage.needs_windows and ctx.config["label_model_fit_windows"]:
+            options.update(fit_windows(ctx, int(ctx.config["label_model_fit_windows"])))
         stored = storage.compress(labelled.target_log_probs, labelled.label_mask, ctx.config["label_topk"],
-                                  item_text, device=ctx.config["device"])
+                                  item_text, device=ctx.config["device"], **options)
     if not storage.lossy:
         return labelled, stored, storage, 0.0 if stored else None
-    _, log_probs = storage.expand(stored, labelled.target_log_probs.size(-1), item_text)  # train on what is kept
+    _, log_probs = storage.expand(stored, labelled.target_log_probs.size(-1), item_text,
+                                  sequences=sequences)  # train on what is kept
     kept = TeacherLabelledSequences(sequences, log_probs)
     kl = label_kl(labelled.target_log_probs, log_probs, labelled.label_mask)
     ctx.logger.info(f"Labels stored as {storage.name}: mean KL(teacher || stored) {kl:.3f} nats per position")
     return kept, stored, storage, kl
+
+
+def fit_windows(ctx, n):
+    """More teacher-labelled training windows a label model is fitted on (not stored): a seeded
+    draw of ``n`` training users' windows (all of them when there are fewer)."""
+    users, sequences = ctx.candidates
+    generator = torch.Generator().manual_seed(ctx.selection_seed + 1)  # not the set's own draw
+    chosen = torch.randperm(len(users), generator=generator)[:n]
+    fit = TeacherLabelledSequences.from_teacher(sequences[chosen], ctx.teacher)
+    return {"fit_sequences": fit.item_seqs, "fit_log_probs": fit.target_log_probs}
 
 
 class TeacherLabelled(Method):

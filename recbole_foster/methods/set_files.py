@@ -9,6 +9,7 @@ counts what a user must keep to train from the set.
 import os
 
 from recbole_foster.distill.artifacts import catalog_fingerprint, soft_labels_file, write_atomic_sequences
+from recbole_foster.labels import storage_of
 from recbole_foster.text_embedding import item_texts, text_fields_of
 
 SELF_CONTAINED, TEACHER_ASSISTED = "self-contained", "teacher-assisted"
@@ -60,7 +61,7 @@ def export_set(ctx, items, user_tokens, labels=None, teacher_assisted=False):
     dataset, n = ctx.dataset, len(items)
     name = f"{ctx.config['dataset']}-{ctx.config['method']}{n}"
     header = {"dataset": ctx.config["dataset"], "method": ctx.config["method"], "inter_file": f"{name}.inter"}
-    if labels and "label_codes" in labels:  # codes are decoded with these text embeddings
+    if labels and storage_of(labels).needs_item_text:  # codes or a label model read these text embeddings
         header.update(text_encoder=ctx.text_encoder, text_embedding_key=getattr(dataset, "text_embedding_key", None))
     out = write_atomic_sequences(folder, name, items, user_tokens, list(dataset.field2id_token[dataset.iid_field]),
                                  item_texts(dataset, text_fields_of(ctx.config)), labels, header)

@@ -1,0 +1,130 @@
+"""``label_storage: label_model``: one tiny model over the item texts labels a set's windows."""
+
+import json
+import math
+import os
+
+import pytest
+import torch
+
+from recbole_foster.cli import CLIError
+from recbole_foster.labels import compress, expand, get_storage, label_kl, storage_of, stored_bytes
+from recbole_foster.labels.label_model import HISTORY, prefix_items
+from recbole_foster.run import run
+from tests.toy_data import as_argv, toy_options
+
+N_ITEMS, DIM = 41, 12  # 40 items + padding
+
+
+def teacher_like(seed=0, m=30, length=9):
+    """Windows (right-padded), item texts and labels made by a hidden linear map of the last
+    items' texts, as a text-based teacher's are (plus noise g cannot fit)."""
+    gen = torch.Generator().manual_seed(seed)
+    texts = torch.randn(N_ITEMS, DIM, generator=gen)
+    texts[0] = 0
+    seqs = torch.randint(1, N_ITEMS, (m, length), generator=gen)
+    lengths = torch.randint(2, length + 1, (m,), generator=gen)
+    seqs[torch.arange(length)[None, :] >= lengths[:, None]] = 0
+    mask = (seqs[:, 1:] > 0) & (seqs[:, :-1] > 0)
+    hidden = torch.randn(DIM, DIM, generator=gen) * 0.6
+    state = texts[seqs[:, :-1]] @ hidden + 0.5 * texts[seqs[:, :-1]]
+    logits = state @ texts[1:].T + 0.3 * torch.randn(m, length - 1, N_ITEMS - 1, generator=gen)
+    log_probs = torch.cat([torch.full((m, length - 1, 1), -math.inf), torch.log_softmax(logits, -1)], -1)
+    return seqs, mask, log_probs, texts
+
+
+def test_stored_bytes_are_the_mask_and_g_in_float16():
+    seqs, mask, log_probs, texts = teacher_like()
+    for rank in (2, 5):
+        stored = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=rank, steps=3)
+        assert storage_of(stored).name == "label_model"
+        g = HISTORY + 1 + DIM * rank + rank * DIM + DIM  # lags, scale, down, up, bias
+        assert stored_bytes(stored) == get_storage("label_model").n_bytes(stored) == mask.numel() + 2 * g
+        assert all(v.dtype == torch.float16 for k, v in stored.items() if k != "label_mask")
+
+
+def test_the_fit_lowers_the_kl_below_an_untrained_and_the_least_squares_start():
+    seqs, mask, log_probs, texts = teacher_like()
+    fitted = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=4, steps=300)
+    start = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=4, steps=0)
+    untrained = {k: torch.zeros_like(v) if k != "label_mask" else v for k, v in fitted.items()}  # uniform
+    kl = {name: label_kl(log_probs, expand(s, N_ITEMS, texts, sequences=seqs)[1], mask)
+          for name, s in (("fitted", fitted), ("start", start), ("untrained", untrained))}
+    assert kl["fitted"] < kl["start"] < kl["untrained"], kl
+    assert kl["fitted"] < 0.6 * kl["untrained"], kl
+    again = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=4, steps=300)
+    assert all(torch.equal(fitted[k], again[k]) for k in fitted)  # seeded: a rerun stores the same g
+
+
+def test_more_fit_windows_are_read_but_not_stored():
+    seqs, mask, log_probs, texts = teacher_like()
+    more, _, more_log_probs, _ = teacher_like(seed=0, m=60)  # same hidden map (same seed), more windows
+    only = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=4, steps=50)
+    both = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=4, steps=50,
+                    fit_sequences=more, fit_log_probs=more_log_probs)
+    assert stored_bytes(both) == stored_bytes(only) and torch.equal(both["label_mask"], mask)
+    assert not torch.equal(both["label_model_down"], only["label_model_down"])
+
+
+def test_expand_labels_every_labelled_position_from_its_prefix_and_never_padding():
+    seqs, mask, log_probs, texts = teacher_like()
+    stored = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=3, steps=20)
+    back_mask, back = expand(stored, N_ITEMS, texts, sequences=seqs)
+    assert back.shape == log_probs.shape and torch.equal(back_mask, mask)
+    assert torch.isinf(back[..., 0]).all() and torch.isfinite(back[mask][:, 1:]).all()
+    assert torch.allclose(back[mask][:, 1:].exp().sum(-1), torch.ones(int(mask.sum())), atol=1e-4)
+    # a label reads the prefix's last items only: two windows ending alike get the same label
+    items = prefix_items(seqs, mask)
+    assert items.shape == (int(mask.sum()), HISTORY) and torch.equal(items[:, 0], seqs[:, :-1][mask])
+    twin = seqs.clone()
+    twin[:, 0] = torch.where(seqs[:, 0] > 0, (seqs[:, 0] % (N_ITEMS - 1)) + 1, 0)  # change the first item
+    _, twin_back = expand(stored, N_ITEMS, texts, sequences=twin)
+    late = mask.clone()
+    late[:, :HISTORY] = False
+    assert torch.allclose(twin_back[late], back[late]) and not torch.allclose(twin_back[mask], back[mask])
+
+
+def test_it_needs_the_windows_and_the_texts():
+    seqs, mask, log_probs, texts = teacher_like()
+    with pytest.raises(ValueError, match="windows"):
+        compress(log_probs, mask, "label_model", None, texts)
+    with pytest.raises(ValueError, match="text embeddings"):
+        compress(log_probs, mask, "label_model", None, None, sequences=seqs)
+    with pytest.raises(ValueError, match="label_model_rank"):
+        compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=DIM + 1)
+    stored = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=2, steps=1)
+    with pytest.raises(ValueError, match="windows"):
+        expand(stored, N_ITEMS, texts)
+
+
+FAST = {"epochs": 1, "distilled_steps": 5, "distilled_eval_seeds": 1, "n_sequences": 6}
+
+
+def test_a_distilled_summary_cannot_keep_its_labels_as_a_label_model(toy_data_root, tiny_bert_dir, tmp_path):
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="foster", foster_targets="teacher",
+                          label_storage="label_model")
+    with pytest.raises(CLIError, match="label_model labels real windows"):
+        run(as_argv(options))
+
+
+@pytest.mark.slow
+def test_random_kd_with_a_label_model_is_self_contained_and_evaluates_the_same(toy_data_root, tiny_bert_dir, tmp_path):
+    """The set trains on g's labels of its windows; --method=eval on set.pt (and on its atomic
+    export) rebuilds them with nothing but the file(s) and the dataset, and gets the same metrics."""
+    common = {**FAST, "label_model_steps": "30", "label_model_rank": "2"}
+    built = run(as_argv(toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="random_kd",
+                                    label_storage="label_model", output_dir=str(tmp_path / "kd"),
+                                    export_atomic=str(tmp_path / "atomic"), **common)))
+    assert built["label_storage"] == "label_model" and built["family"] == "self-contained"
+    assert built["stored_label_kl"] > 0
+    payload = torch.load(built["set_file"], weights_only=True)
+    assert json.loads(payload["header"])["label_storage"] == "label_model" and "label_model_down" in payload
+    evaluated = {}
+    for name, path in (("file", built["set_file"]), ("atomic", built["exported_atomic"])):
+        evaluated[name] = run(as_argv(toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="eval",
+                                                  synthetic=path, output_dir=str(tmp_path / f"eval-{name}"),
+                                                  anchor_dir=str(tmp_path / f"no-anchors-{name}"), **common)))
+    for result in evaluated.values():  # no real-data run in its anchor dir: nothing but the set and the data
+        assert result["label_storage"] == "label_model" and result["family"] == "self-contained"
+        assert result["test"] == built["test"] and result["valid"] == built["valid"]
+    assert os.path.isfile(built["exported_soft_labels"])
