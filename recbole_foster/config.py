@@ -18,6 +18,8 @@ from recbole_foster import compat
 PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "properties")  # package data
 # properties/overall/*.yaml, loaded in this order (no key is in two of them).
 OVERALL_FILES = ("recbole", "text", "real_run", "foster", "td3", "coreset", "evaluation", "diet", "popularity", "auto")
+# those of them that hold one method's own settings (Method.config_file)
+METHOD_FILES = ("foster", "td3", "coreset", "diet", "popularity", "auto")
 
 # eval_protocol: global_temporal cuts all interactions at these quantiles of time (the paper's 8:1:1)
 GLOBAL_TEMPORAL_RATIOS = (0.8, 0.1, 0.1)
@@ -67,6 +69,20 @@ def get_trainer(model_type, model_name):
     if trainer_class.__name__ == "Trainer":
         return CheckpointSafeTrainer
     return trainer_class
+
+
+def method_setting_keys(config=None):
+    """Every key of a method's own YAML (the built-in ones, and ``config``'s ``method_files`` of an
+    outside method): a method's settings never change the real-data run, so a new method cannot
+    move that run's cache key."""
+    import yaml
+
+    paths = [os.path.join(PROPERTIES_DIR, "overall", f"{name}.yaml") for name in METHOD_FILES]
+    keys = set()
+    for path in paths + list(getattr(config, "method_files", ())):
+        with open(path) as f:
+            keys |= set(yaml.safe_load(f) or {})
+    return keys
 
 
 class FosterConfig(Config):

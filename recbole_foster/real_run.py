@@ -36,6 +36,7 @@ from recbole.utils import init_seed
 
 from recbole_foster import distributed
 from recbole_foster.banners import real_run_banner
+from recbole_foster.config import method_setting_keys
 from recbole_foster.trainer import CheckpointSafeTrainer
 
 # Config keys that cannot change what the real-data run learns or how it picks its best epoch:
@@ -55,24 +56,10 @@ NOT_IN_KEY = {
 NOT_IN_KEY_PREFIXES = ("foster_", "td3_", "coreset_", "distilled_", "label_", "diet_")
 
 
-def method_setting_keys():
-    """Every key of a registered method's own YAML (``Method.config_file``): a method's settings
-    never change the real-data run, so a new method (also one from outside) cannot move the key."""
-    import yaml
-
-    from recbole_foster.methods import METHODS
-
-    keys = set()
-    for path in {m.config_file for m in METHODS.values() if getattr(m, "config_file", None)}:
-        with open(path) as f:
-            keys |= set(yaml.safe_load(f) or {})
-    return keys
-
-
 def pool_key(config, text_encoder_used, **changes):
     """Hash of every config value that can change the real-data run (see ``NOT_IN_KEY``);
     ``changes`` replace config values (the key of a run with another epoch cap)."""
-    excluded = NOT_IN_KEY | method_setting_keys()
+    excluded = NOT_IN_KEY | method_setting_keys(config)
     relevant = {
         k: v for k, v in {**config.final_config_dict, **changes}.items()
         if k not in excluded and not k.startswith(NOT_IN_KEY_PREFIXES)

@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from recbole.data import data_preparation
 from recbole.utils import early_stopping
@@ -355,7 +356,12 @@ def test_a_run_that_stopped_early_keeps_no_capped_state(toy_data_root, tiny_bert
 
 def test_a_registered_method_with_its_own_settings_does_not_move_the_key():
     """The key of the committed default runs: a new method's YAML keys are method settings."""
-    from recbole_foster.real_run import method_setting_keys
+    from recbole_foster.config import method_setting_keys
+    from recbole_foster.methods import METHODS
 
     assert {"budget_bytes", "popularity_list_size", "auto_storages", "diet_memory_share"} <= method_setting_keys()
     assert not method_setting_keys() & {"epochs", "learning_rate", "seed", "eval_protocol", "MAX_ITEM_LIST_LENGTH"}
+    for method in METHODS.values():  # every built-in method's own YAML is among them
+        if getattr(method, "config_file", None):
+            with open(method.config_file) as f:
+                assert set(yaml.safe_load(f) or {}) <= method_setting_keys()
