@@ -125,6 +125,10 @@ SECTIONS = [
      "Test NDCG@10 (mean ± standard error over user draws x evaluation seeds) against the bytes a user "
      "keeps, for every kind of self-contained set (`benchmarks/pareto.py`, [choosing at a byte "
      "budget](docs/choosing.md)). The frontier and the choice per budget read validation only."),
+    ("## Small sets per byte, one user draw", "pareto-one-draw", "pareto",
+     "Points measured on a single user draw (3 evaluation seeds; ± is the standard error over those "
+     "seeds only, so it understates the spread over draws): read them beside the 3-draw tables above, "
+     "not as equals."),
     ("## Datasets and their traits", "dataset-traits", "traits",
      "Size, sequence length, popularity concentration and spread of the item-text embeddings "
      "(`benchmarks/dataset_traits.py`), the traits that may decide which kind of set wins."),
