@@ -14,6 +14,7 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # pareto.py and dataset_traits.py render their own tables
 RESULTS = "benchmarks/results"
 BENCHMARKS = "BENCHMARKS.md"
 README = "README.md"
@@ -451,14 +452,12 @@ def folder_jsons(folder):
 
 
 def render_pareto(rel, data):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import pareto  # beside this script; its table is the one pareto.py writes
 
     return f"### {data['dataset']}\n\n" + pareto.markdown(data)
 
 
 def render_traits(rel, data):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import dataset_traits  # beside this script; its table is the one dataset_traits.py writes
 
     return dataset_traits.markdown(data["datasets"], data["sample"])

@@ -56,12 +56,12 @@ def training_interactions(dataset):
     return rows[:, 1], rows[:, 2].astype(np.int64)
 
 
-def recent_counts(dataset, share):
-    """(n_items,) counts of each item in the most recent ``share`` of the training interactions."""
-    times, items = training_interactions(dataset)
+def recent_counts(times, items, share, n_items):
+    """(n_items,) counts of each item in the most recent ``share`` of the training interactions
+    (``times``, ``items``: :func:`training_interactions`)."""
     keep = max(1, int(np.ceil(share * len(items))))
     recent = np.argsort(times, kind="stable")[len(items) - keep:]
-    return np.bincount(items[recent], minlength=dataset.item_num)
+    return np.bincount(items[recent], minlength=n_items)
 
 
 def top_items(counts, size):
@@ -141,8 +141,9 @@ class Popularity(Method):
         train, n_items = ctx.train_data.dataset, ctx.dataset.item_num
         grid = []
         with ctx.timed("select"):
+            times, interacted = training_interactions(train)  # once for the whole grid
             for share in shares_of(config):
-                items = top_items(recent_counts(train, share), size)
+                items = top_items(recent_counts(times, interacted, share, train.item_num), size)
                 grid.append({"share": share, "items": items, "valid": evaluate_list(config, ctx.valid_data, items, n_items)})
         best = max(grid, key=lambda g: g["valid"]["ndcg@10"])  # first on ties: the smallest share listed first
         with ctx.timed("eval"):
