@@ -173,13 +173,20 @@ def ior_text(ior):
     return f"{ior['mean']:+.4f} ± {se:.4f} SE (n={ior['n']})" + (" **>2SE**" if ior["beyond_2se"] else "")
 
 
+def _test_cell(r):
+    """Test NDCG@10 ± SE; a point of one run (popularity: no model, no seed) has no SE."""
+    return f"{r['ndcg@10']:.4f}" + (f" ± {r['ndcg@10_se']:.4f}" if r["n_runs"] > 1 else " (one run)")
+
+
 def markdown(result):
     reference = result.get("reference")
-    head = "| point | bytes | valid N@10 | test N@10 ± SE | runs | on validation frontier |"
+    head = ("Every point is self-contained (its bytes are the file a user keeps); test NDCG@10 over "
+            f"{result['draws']} user draw(s) x {result['eval_seeds']} evaluation seeds (runs = their number).\n\n"
+            "| point | bytes | valid N@10 | test N@10 ± SE | runs | on validation frontier |")
     lines = [head + (f" IOR vs {reference} |" if reference else ""), "|---|---|---|---|---|---|" + ("---|" if reference else "")]
     for r in sorted(result["rows"], key=lambda r: r["artifact_bytes"]):
         lines.append(f"| {r['point']} | {_bytes(r['artifact_bytes'])} | {r['valid_ndcg@10']:.4f} | "
-                     f"{r['ndcg@10']:.4f} ± {r['ndcg@10_se']:.4f} | {r['n_runs']} | "
+                     f"{_test_cell(r)} | {r['n_runs']} | "
                      f"{'yes' if r['point'] in result['frontier'] else ''} |"
                      + (f" {ior_text(r.get('ior_vs_reference'))} |" if reference else ""))
     lines += ["", "Per budget: the point chosen on validation NDCG@10, then its test.", "",
@@ -187,7 +194,7 @@ def markdown(result):
     for b in result["budgets"]:
         c = b["choice"]
         lines.append(f"| {_bytes(b['budget_bytes'])} | " + (f"{c['point']} | {_bytes(c['artifact_bytes'])} | "
-                     f"{c['valid_ndcg@10']:.4f} | {c['ndcg@10']:.4f} ± {c['ndcg@10_se']:.4f} |" if c
+                     f"{c['valid_ndcg@10']:.4f} | {_test_cell(c)} |" if c
                      else "nothing fits | - | - | - |"))
     if result["full_test_ndcg@10"] is not None:
         lines += ["", f"Full (converged): test NDCG@10 {result['full_test_ndcg@10']:.4f}"]
