@@ -9,8 +9,9 @@ from tests.toy_data import as_argv, assert_one_error_line, toy_options
 
 
 def _options(toy_data_root, tiny_bert_dir, tmp_path, **extra):
-    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="auto", auto_sizes="[2,4,8]",
-                          auto_storages="['hard','topk']", label_topk=2, distilled_eval_seeds=1, **extra)
+    extra = {"auto_sizes": "[2,4,8]", "auto_storages": "['hard','topk']", **extra}
+    options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="auto", label_topk=2, distilled_eval_seeds=1,
+                          **extra)
     options.pop("n_sequences")
     return options
 
@@ -52,3 +53,27 @@ def test_a_budget_below_every_candidate_is_one_error_line(toy_data_root, tiny_be
 def test_auto_needs_a_budget(toy_data_root, tiny_bert_dir, tmp_path, capsys):
     assert main(as_argv(_options(toy_data_root, tiny_bert_dir, tmp_path))) == 2
     assert_one_error_line(capsys.readouterr().err, "needs --budget_bytes")
+
+
+@pytest.mark.slow
+def test_popularity_and_label_model_are_candidates(toy_data_root, tiny_bert_dir, tmp_path):
+    # a wide budget: the list and the largest label-model set are candidates beside Random-N
+    wide = run(as_argv(_options(toy_data_root, tiny_bert_dir, tmp_path, budget_bytes=10 ** 9,
+                                auto_storages="['popularity','hard','label_model']", auto_sizes="[2,4]",
+                                popularity_recent_share=1.0, output_dir=tmp_path / "wide")))
+    table = {r["candidate"]: r for r in wide["candidates"]}
+    assert set(table) == {"popularity", "hard@4", "label_model@4"}
+    assert all(r["valid_ndcg@10"] is not None and r["bytes"] > 0 for r in table.values())
+    # a budget only the list fits: it is chosen, and its metrics are --method=popularity's
+    budget = table["popularity"]["bytes"]
+    assert budget < min(table["hard@4"]["bytes"], table["label_model@4"]["bytes"])
+    only = run(as_argv(_options(toy_data_root, tiny_bert_dir, tmp_path, budget_bytes=budget,
+                                auto_storages="['popularity','hard','label_model']", auto_sizes="[2,4]",
+                                popularity_recent_share=1.0, output_dir=tmp_path / "only")))
+    plain = run(as_argv({**toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="popularity",
+                                       popularity_recent_share=1.0), "output_dir": str(tmp_path / "plain")}))
+    assert only["chosen"] == "popularity" and only["artifact_bytes"] == budget
+    assert only["valid"] == plain["valid"] and only["test"] == plain["test"]
+    assert os.path.basename(only["set_file"]) == "popularity.list"
+    statuses = {r["candidate"]: r["status"] for r in only["candidates"]}
+    assert statuses["popularity"] == "chosen" and statuses["hard@2"] == statuses["label_model@2"] == "over budget"

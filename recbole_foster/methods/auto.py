@@ -1,13 +1,16 @@
 """``--method=auto --budget_bytes=B``: the self-contained set that validates best within B bytes.
 
 For each kind in ``auto_storages`` (``hard``: Random-N; ``topk`` / ``text_code``: Random-KD-N with
-its teacher labels stored, ``label_topk``) the largest N of ``auto_sizes`` whose saved set fits in
-B is that kind's candidate. Bytes are measured, not estimated: each set is built (the same
-Random-N users for every kind) and saved, largest N first, until one fits; a set over budget is
-dropped with a log line. Every candidate is judged with the same evaluation seeds, the best
-*validation* NDCG@10 is kept, and only its test is reported (the others' test metrics, computed
-by the shared evaluation, are not read). results.json and the log hold the table of candidates:
-their bytes and validation NDCG@10, and why the choice was made.
+its teacher labels stored, ``label_topk``; ``label_model``: Random-KD-N labelled by one stored
+label model, ``label_model_rank``) the largest N of ``auto_sizes`` whose saved set fits in B is
+that kind's candidate. Bytes are measured, not estimated: each set is built (the same Random-N
+users for every kind) and saved, largest N first, until one fits; a set over budget is dropped
+with a log line. ``popularity`` (the recent best-seller list of ``--method=popularity``, no model)
+is one more candidate when it fits and the data has timestamps. Every trained candidate is judged
+with the same evaluation seeds, the best *validation* NDCG@10 is kept, and only its test is
+reported (the others' test metrics, computed by the shared evaluation, are not read). results.json
+and the log hold the table of candidates: their bytes and validation NDCG@10, and why the choice
+was made.
 """
 
 import os
@@ -19,11 +22,12 @@ from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.labels import get_storage
 from recbole_foster.methods.base import SELF_CONTAINED, Method
+from recbole_foster.methods.popularity import LIST_FILE, best_recent_list, evaluate_list, has_timestamps, save_best_list, shares_of
 from recbole_foster.methods.selection import PROPERTIES, _user_tokens, teacher_labelled
 from recbole_foster.methods.set_files import common_header
 from recbole_foster.training_sets import HardSequences
 
-KINDS = ("hard", "topk", "text_code")
+KINDS = ("popularity", "hard", "topk", "text_code", "label_model")
 CANDIDATES_DIR = "candidates"
 
 
@@ -38,7 +42,8 @@ def _score(value):
 
 class Auto(Method):
     name, label = "auto", "Auto"
-    summary = "the self-contained set (Random-N or Random-KD-N with stored labels) that validates best within budget_bytes"
+    summary = ("the self-contained set (a popularity list, Random-N, or Random-KD-N with stored labels) "
+               "that validates best within budget_bytes")
     small_set, exports = False, False
     config_file = os.path.join(PROPERTIES, "auto.yaml")
 
@@ -59,6 +64,8 @@ class Auto(Method):
             raise CLIError(f"--auto_storages must list some of {', '.join(KINDS)}, got {config['auto_storages']!r}.")
         if not sizes or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
             raise CLIError(f"--auto_sizes must list positive integers, got {config['auto_sizes']!r}.")
+        if "popularity" in kinds:
+            shares_of(config)
 
     def check_data(self, ctx):
         pass  # sizes above the number of training users are skipped
@@ -83,6 +90,26 @@ class Auto(Method):
         path = save_windows(os.path.join(folder, f"{kind}-{n}", "set.pt"), sequences, header, stored)
         return training_set, path
 
+    def _popularity(self, ctx, folder, budget, table):
+        """The recent best-seller list as a candidate (None when it does not fit or cannot be made)."""
+        if not has_timestamps(ctx):
+            ctx.logger.info("auto: popularity needs timestamps (TIME_FIELD): not a candidate")
+            table.append({"candidate": "popularity", "bytes": None, "valid_ndcg@10": None, "status": "no timestamps"})
+            return None
+        best, _ = best_recent_list(ctx)
+        os.makedirs(os.path.join(folder, "popularity"), exist_ok=True)
+        path = os.path.join(folder, "popularity", LIST_FILE)
+        size = save_best_list(ctx, path, best)
+        if size > budget:
+            ctx.logger.info(f"auto: popularity takes {size} bytes > budget {budget}: dropped")
+            table.append({"candidate": "popularity", "bytes": size, "valid_ndcg@10": None, "status": "over budget"})
+            shutil.rmtree(os.path.dirname(path))
+            return None
+        valid = best["valid"]
+        return {"candidate": "popularity", "kind": "popularity", "n": None, "bytes": size, "path": path,
+                "items": best["items"], "valid_ndcg@10": valid["ndcg@10"],
+                "result": {"valid": valid, "test": None, "eval_seeds": [], "recent_share": best["share"]}}
+
     def run(self, ctx):
         config, budget = ctx.config, int(ctx.config["budget_bytes"])
         n_users = len(ctx.candidates[0])
@@ -90,6 +117,10 @@ class Auto(Method):
         folder = os.path.join(ctx.output_dir, CANDIDATES_DIR)
         table, candidates = [], []
         for kind in _list_of(config, "auto_storages"):
+            if kind == "popularity":
+                candidate = self._popularity(ctx, folder, budget, table)
+                candidates += [candidate] if candidate else []
+                continue
             for n in sizes:  # largest first: the first that fits is the kind's candidate
                 training_set, path = self._build(ctx, kind, n, folder)
                 size = os.path.getsize(path)
@@ -102,12 +133,13 @@ class Auto(Method):
                 shutil.rmtree(os.path.dirname(path))
         if not candidates:
             shutil.rmtree(folder, ignore_errors=True)
-            smallest = min(table, key=lambda r: r["bytes"])
+            smallest = min((r for r in table if r["bytes"] is not None), key=lambda r: r["bytes"])
             raise CLIError(f"--budget_bytes={budget} is below every candidate: the smallest, {smallest['candidate']}, "
                            f"takes {smallest['bytes']} bytes (lower --auto_sizes or raise the budget).")
         for c in candidates:
-            c["result"] = evaluate_training_set(ctx, c.pop("training_set"), desc=f"auto {c['candidate']}")
-            c["valid_ndcg@10"] = c["result"]["valid"]["ndcg@10"]
+            if c["kind"] != "popularity":  # the list was judged on validation when it was made
+                c["result"] = evaluate_training_set(ctx, c.pop("training_set"), desc=f"auto {c['candidate']}")
+                c["valid_ndcg@10"] = c["result"]["valid"]["ndcg@10"]
         best = max(candidates, key=lambda c: (c["valid_ndcg@10"], -c["bytes"]))
         for c in candidates:
             table.append({"candidate": c["candidate"], "bytes": c["bytes"], "valid_ndcg@10": c["valid_ndcg@10"],
@@ -115,16 +147,21 @@ class Auto(Method):
         why = (f"{best['candidate']} ({best['bytes']} bytes) has the best validation NDCG@10 "
                f"({best['valid_ndcg@10']:.4f}) of the {len(candidates)} candidate(s) within {budget} bytes")
         lines = ["| candidate | bytes | valid NDCG@10 | |", "|---|---|---|---|"] + [
-            f"| {r['candidate']} | {r['bytes']} | {_score(r['valid_ndcg@10'])} | {r['status']} |" for r in table]
+            f"| {r['candidate']} | {'-' if r['bytes'] is None else r['bytes']} | {_score(r['valid_ndcg@10'])} | {r['status']} |"
+            for r in table]
         print("\n".join(["", f"auto: {why}.", *lines]))
         ctx.logger.info(f"auto: {why}")
-        chosen = os.path.join(ctx.output_dir, "set.pt")
-        shutil.copyfile(best["path"], chosen)
         result = best["result"]
+        if best["kind"] == "popularity":  # only now is the list's test read
+            result["test"] = evaluate_list(config, ctx.test_data, best["items"], ctx.dataset.item_num)
+            result["per_seed"] = [{"seed": None, "valid": result["valid"], "test": result["test"], "steps": 0}]
+        chosen = os.path.join(ctx.output_dir, LIST_FILE if best["kind"] == "popularity" else "set.pt")
+        shutil.copyfile(best["path"], chosen)
         label = self.label
+        storage = "hard" if best["kind"] == "popularity" else best["kind"]
         return {
             "valid": result["valid"], "test": result["test"], "per_seed": result["per_seed"],
-            "eval_seeds": result["eval_seeds"], "n_sequences": best["n"], "label_storage": best["kind"],
+            "eval_seeds": result["eval_seeds"], "n_sequences": best["n"], "label_storage": storage,
             "chosen": best["candidate"], "why": why, "budget_bytes": budget, "candidates": table,
             "set_file": chosen, "family": SELF_CONTAINED, "artifact_bytes": os.path.getsize(chosen),
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]},

@@ -103,6 +103,32 @@ def read_list(path):
     return json.loads(line), np.frombuffer(rest, dtype="<i4")
 
 
+def has_timestamps(ctx):
+    """Whether the training split has the timestamps a recent list is counted on."""
+    return ctx.dataset.time_field is not None and ctx.dataset.time_field in ctx.train_data.dataset.inter_feat
+
+
+def best_recent_list(ctx):
+    """``(best, grid)``: the top ``popularity_list_size`` items for each share of
+    ``popularity_recent_share``, each judged on validation; ``best`` (``share``, ``items``,
+    ``valid``) has the highest validation NDCG@10 (first on ties: the share listed first)."""
+    config, size = ctx.config, int(ctx.config["popularity_list_size"])
+    train, n_items = ctx.train_data.dataset, ctx.dataset.item_num
+    times, interacted = training_interactions(train)  # once for the whole grid
+    grid = []
+    for share in shares_of(config):
+        items = top_items(recent_counts(times, interacted, share, train.item_num), size)
+        grid.append({"share": share, "items": items, "valid": evaluate_list(config, ctx.valid_data, items, n_items)})
+    return max(grid, key=lambda g: g["valid"]["ndcg@10"]), grid
+
+
+def save_best_list(ctx, path, best):
+    """Save ``best`` (:func:`best_recent_list`) with its header; returns the file's bytes."""
+    header = {"dataset": ctx.config["dataset"], "item_catalog": catalog_fingerprint(ctx.dataset)["sha256"],
+              "recent_share": best["share"], "n_items": len(best["items"])}
+    return save_list(path, best["items"], header)
+
+
 class Popularity(Method):
     name, label = "popularity", "Popularity"
     summary = "the most recent best sellers, one list for every user (no model, no seed)"
@@ -124,7 +150,7 @@ class Popularity(Method):
             raise CLIError(f"--method=popularity reports top-k metrics only; metrics {config['metrics']} need more.")
 
     def check_data(self, ctx):
-        if ctx.dataset.time_field is None or ctx.dataset.time_field not in ctx.train_data.dataset.inter_feat:
+        if not has_timestamps(ctx):
             from recbole_foster.errors import DatasetError
 
             raise DatasetError("--method=popularity needs a timestamp column (TIME_FIELD) to find recent interactions.")
@@ -137,21 +163,13 @@ class Popularity(Method):
         return self.label, [self.summary, f"recent shares tried on validation: {shares_of(ctx.config)}"]
 
     def run(self, ctx):
-        config, size = ctx.config, int(ctx.config["popularity_list_size"])
-        train, n_items = ctx.train_data.dataset, ctx.dataset.item_num
-        grid = []
+        config, n_items = ctx.config, ctx.dataset.item_num
         with ctx.timed("select"):
-            times, interacted = training_interactions(train)  # once for the whole grid
-            for share in shares_of(config):
-                items = top_items(recent_counts(times, interacted, share, train.item_num), size)
-                grid.append({"share": share, "items": items, "valid": evaluate_list(config, ctx.valid_data, items, n_items)})
-        best = max(grid, key=lambda g: g["valid"]["ndcg@10"])  # first on ties: the smallest share listed first
+            best, grid = best_recent_list(ctx)
         with ctx.timed("eval"):
             test = evaluate_list(config, ctx.test_data, best["items"], n_items)
         path = os.path.join(ctx.output_dir, LIST_FILE)
-        header = {"dataset": config["dataset"], "item_catalog": catalog_fingerprint(ctx.dataset)["sha256"],
-                  "recent_share": best["share"], "n_items": len(best["items"])}
-        size_bytes = save_list(path, best["items"], header)
+        size_bytes = save_best_list(ctx, path, best)
         label = self.label
         return {
             "valid": best["valid"], "test": test,
