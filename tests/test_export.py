@@ -15,7 +15,7 @@ import torch
 
 from recbole_foster import compat  # importing recbole_foster applies the shims RecBole 1.2.1 needs today
 from recbole_foster.distill.artifacts import (
-    load_atomic_set, read_set, soft_labels_file, write_atomic_sequences,
+    load_atomic_set, read_set, stored_labels_of, soft_labels_file, write_atomic_sequences,
 )
 from recbole_foster.methods.saved_set import check_saved_set, training_set_of
 from recbole_foster.run import main, prepare, run
@@ -95,7 +95,8 @@ def test_export_round_trips_through_recboles_own_loader(runs):
     users = [meta["user_tokens"][u] for u in sidecar["user"].tolist()]
     labelled = [(u, p) for u, p in zip(users, sidecar["position"].tolist())]
     assert labelled == [(u, p) for u, seq in windows.items() for p in range(1, len(seq))]
-    mask = payload["label_mask"]
+    assert "label_mask" not in payload  # the windows imply it: not stored
+    mask = stored_labels_of(payload)["label_mask"]
     assert meta["n_labels"] == int(mask.sum())
     stored_tokens = [[tokens[i] for i in row] for row in payload["label_topk_items"].tolist()]
     assert [[meta["item_tokens"][i] for i in row] for row in sidecar["topk_items"].tolist()] == stored_tokens

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from recbole_foster.cli import CLIError
+from recbole_foster.distill.artifacts import read_set, save_windows, stored_labels_of
 from recbole_foster.labels import compress, expand, get_storage, label_kl, storage_of, stored_bytes
 from recbole_foster.labels.label_model import HISTORY, prefix_items
 from recbole_foster.run import run
@@ -41,6 +42,19 @@ def test_stored_bytes_are_the_mask_and_g_in_float16():
         g = HISTORY + 1 + DIM * rank + rank * DIM + DIM  # lags, scale, down, up, bias
         assert stored_bytes(stored) == get_storage("label_model").n_bytes(stored) == mask.numel() + 2 * g
         assert all(v.dtype == torch.float16 for k, v in stored.items() if k != "label_mask")
+
+
+def test_a_set_file_leaves_out_the_mask_its_windows_imply(tmp_path):
+    seqs, mask, log_probs, texts = teacher_like()
+    stored = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=2, steps=3)
+    path = save_windows(str(tmp_path / "set.pt"), seqs, {"label_storage": "label_model"}, stored)
+    _, payload = read_set(path)
+    assert "label_mask" not in payload
+    back = stored_labels_of(payload)
+    assert set(back) == set(stored) and all(torch.equal(back[k], stored[k]) for k in stored)
+    with_mask = save_windows(str(tmp_path / "kept.pt"), seqs, {}, {**stored, "label_mask": mask.clone().fill_(True)})
+    assert "label_mask" in read_set(with_mask)[1]  # a mask the windows do not imply is kept
+    assert os.path.getsize(with_mask) >= os.path.getsize(path) + mask.numel()
 
 
 def test_the_fit_lowers_the_kl_below_an_untrained_and_the_least_squares_start():

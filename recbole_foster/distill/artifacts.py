@@ -68,10 +68,21 @@ def save_synthetic(path, summary, header, stored_labels=None, standalone=False, 
     return _save(path, {"header": json.dumps(header), **at_precision(payload, precision)})
 
 
+def windows_label_mask(item_seqs):
+    """(m, L - 1): the positions of real windows that carry a label (a real item follows a real item)."""
+    return (item_seqs[:, 1:] > 0) & (item_seqs[:, :-1] > 0)
+
+
 def save_windows(path, item_seqs, header, stored_labels=None):
-    """Real item-id windows (m, L; 0 = padding) and their stored labels, if any."""
+    """Real item-id windows (m, L; 0 = padding) and their stored labels, if any. The label mask is
+    not written when the windows imply it (:func:`windows_label_mask`): one byte per position that
+    a user would store for nothing (:func:`stored_labels_of` puts it back)."""
     header = {"format": WINDOWS_FORMAT, **header}
-    return _save(path, {"header": json.dumps(header), "item_seqs": item_seqs.int().cpu(), **(stored_labels or {})})
+    labels = dict(stored_labels or {})
+    mask = labels.get("label_mask")
+    if mask is not None and torch.equal(mask.bool().cpu(), windows_label_mask(item_seqs.cpu())):
+        del labels["label_mask"]
+    return _save(path, {"header": json.dumps(header), "item_seqs": item_seqs.int().cpu(), **labels})
 
 
 def read_set(path):
@@ -160,8 +171,12 @@ def load_synthetic(path, dataset=None):
 
 
 def stored_labels_of(payload):
-    """The stored-label tensors of a loaded payload (empty when the teacher labels the set)."""
-    return {k: v for k, v in payload.items() if k.startswith("label_")}
+    """The stored-label tensors of a loaded payload (empty when the teacher labels the set), with
+    the label mask of real windows that :func:`save_windows` left out."""
+    stored = {k: v for k, v in payload.items() if k.startswith("label_")}
+    if stored and "label_mask" not in stored and "item_seqs" in payload:
+        stored["label_mask"] = windows_label_mask(payload["item_seqs"])
+    return stored
 
 
 def label_storage_of(header):
