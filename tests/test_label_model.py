@@ -57,6 +57,15 @@ def test_a_set_file_leaves_out_the_mask_its_windows_imply(tmp_path):
     assert os.path.getsize(with_mask) >= os.path.getsize(path) + mask.numel()
 
 
+def test_window_ids_take_two_bytes_while_the_catalog_allows(tmp_path):
+    seqs = torch.randint(1, 30000, (50, 20))
+    small = save_windows(str(tmp_path / "small.pt"), seqs, {})
+    large = save_windows(str(tmp_path / "large.pt"), torch.cat([seqs[:, :-1], torch.full((50, 1), 40000)], 1), {})
+    assert read_set(small)[1]["item_seqs"].dtype == torch.int16 and read_set(large)[1]["item_seqs"].dtype == torch.int32
+    assert torch.equal(read_set(small)[1]["item_seqs"].long(), seqs)
+    assert os.path.getsize(large) - os.path.getsize(small) >= 2 * seqs.numel() - 64  # tar headers aside
+
+
 def test_the_fit_lowers_the_kl_below_an_untrained_and_the_least_squares_start():
     seqs, mask, log_probs, texts = teacher_like()
     fitted = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=4, steps=300)

@@ -74,15 +74,19 @@ def windows_label_mask(item_seqs):
 
 
 def save_windows(path, item_seqs, header, stored_labels=None):
-    """Real item-id windows (m, L; 0 = padding) and their stored labels, if any. The label mask is
-    not written when the windows imply it (:func:`windows_label_mask`): one byte per position that
-    a user would store for nothing (:func:`stored_labels_of` puts it back)."""
+    """Real item-id windows (m, L; 0 = padding) and their stored labels, if any. Ids are int16 when
+    every id fits (catalogs under 32,768 items), int32 otherwise; readers widen them. The label
+    mask is not written when the windows imply it (:func:`windows_label_mask`): one byte per
+    position that a user would store for nothing (:func:`stored_labels_of` puts it back)."""
     header = {"format": WINDOWS_FORMAT, **header}
+    item_seqs = item_seqs.cpu()
+    largest = int(item_seqs.max()) if item_seqs.numel() else 0
+    ids = item_seqs.short() if largest <= torch.iinfo(torch.int16).max else item_seqs.int()
     labels = dict(stored_labels or {})
     mask = labels.get("label_mask")
     if mask is not None and torch.equal(mask.bool().cpu(), windows_label_mask(item_seqs.cpu())):
         del labels["label_mask"]
-    return _save(path, {"header": json.dumps(header), "item_seqs": item_seqs.int().cpu(), **labels})
+    return _save(path, {"header": json.dumps(header), "item_seqs": ids, **labels})
 
 
 def read_set(path):
@@ -175,7 +179,7 @@ def stored_labels_of(payload):
     the label mask of real windows that :func:`save_windows` left out."""
     stored = {k: v for k, v in payload.items() if k.startswith("label_")}
     if stored and "label_mask" not in stored and "item_seqs" in payload:
-        stored["label_mask"] = windows_label_mask(payload["item_seqs"])
+        stored["label_mask"] = windows_label_mask(payload["item_seqs"].long())
     return stored
 
 
