@@ -5,6 +5,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 import paper_table  # noqa: E402
@@ -312,3 +313,30 @@ def test_default_run_times_a_fresh_run_and_refuses_used_caches(toy_data_root, ti
     assert (out / "default-run.png").exists()
     with pytest.raises(SystemExit, match="not empty"):
         default_run.main(argv + [f"--work_dir={tmp_path / 'fresh'}", f"--out={out}"])
+
+
+import resave_sets  # noqa: E402
+
+
+def test_resave_sets_rewrites_an_old_window_set_smaller_with_the_same_content(tmp_path):
+    from recbole_foster.distill.artifacts import WINDOWS_FORMAT, read_set, stored_labels_of
+
+    seqs = torch.randint(1, 500, (12, 20))
+    seqs[:4, 15:] = 0
+    mask = (seqs[:, 1:] > 0) & (seqs[:, :-1] > 0)
+    labels = {"label_mask": mask, "label_topk_probs": torch.rand(int(mask.sum()), 3).half()}
+    path = str(tmp_path / "set.pt")  # as sets were written before: int32 ids and the mask
+    torch.save({"header": json.dumps({"format": WINDOWS_FORMAT, "label_storage": "topk"}),
+                "item_seqs": seqs.int(), **labels}, path)
+    old = os.path.getsize(path)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"set_file": path, "artifact_bytes": old, "artifact_bytes_parts": {"set_file": old},
+                                   "test": {"ndcg@10": 0.5}}))
+    resave_sets.main([str(tmp_path)])
+    after = json.loads(results.read_text())
+    assert after["artifact_bytes"] == os.path.getsize(path) <= old - seqs.numel() * 2 - mask.numel() + 128
+    assert after["test"] == {"ndcg@10": 0.5}
+    _, payload = read_set(path)
+    assert torch.equal(payload["item_seqs"].long(), seqs)
+    back = stored_labels_of(payload)
+    assert torch.equal(back["label_mask"], mask) and torch.equal(back["label_topk_probs"], labels["label_topk_probs"])
