@@ -16,7 +16,7 @@ import sys
 
 import torch
 
-from recbole_foster.distill.artifacts import WINDOWS_FORMAT, read_set, save_windows, stored_labels_of
+from recbole_foster.distill.artifacts import WINDOWS_FORMAT, NotASet, read_set, save_windows, stored_labels_of
 
 
 def resave(results_path):
@@ -26,7 +26,10 @@ def resave(results_path):
     path = results.get("set_file")
     if not path or not os.path.isfile(path):
         return None
-    header, payload = read_set(path)
+    try:
+        header, payload = read_set(path)
+    except NotASet:  # a popularity list
+        return None
     if header.get("format") != WINDOWS_FORMAT:
         return None
     item_seqs, stored = payload["item_seqs"].long(), stored_labels_of(payload)
