@@ -39,6 +39,8 @@ from label_storage import converged_full_row
 from recbole_foster.methods.distillation import CHECKPOINT_FILE
 from paper_table import _bytes, improvement_over_random, run_or_reuse
 
+# how window sets are written (recbole_foster.distill.artifacts.save_windows): their bytes depend on it
+SET_FORMAT = "window sets: int16 item ids while the catalog has under 32,768 items, label mask not stored"
 KINDS = ("popularity", "hard", "topk", "text_code", "label_model", "kcenter_kd", "foster")
 MARKERS = {"popularity": "*", "hard": "o", "topk": "s", "text_code": "D", "label_model": "v", "kcenter_kd": "^",
            "foster": "P"}
@@ -198,6 +200,7 @@ def markdown(result):
                      else "nothing fits | - | - | - |"))
     if result["full_test_ndcg@10"] is not None:
         lines += ["", f"Full (converged): test NDCG@10 {result['full_test_ndcg@10']:.4f}"]
+    lines += ["", "Bytes as written: " + result.get("set_format", "window sets with int32 item ids and a stored label mask") + "."]
     return "\n".join(lines)
 
 
@@ -255,7 +258,7 @@ def main(argv):
         "dataset": args.dataset, "draws": args.draws, "eval_seeds": args.seeds,
         "overrides": {k: v for k, v in options.items() if k != "dataset"},
         "full_test_ndcg@10": full["ndcg@10"] if full else None, "converged_full": args.converged_full,
-        "rows": rows, "frontier": frontier, "reference": args.reference,
+        "set_format": SET_FORMAT, "rows": rows, "frontier": frontier, "reference": args.reference,
         "budgets": [{"budget_bytes": b, "choice": choice_within(rows, b)} for b in budgets],
         "command": command_of("pareto.py", argv),
     }
