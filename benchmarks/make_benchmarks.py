@@ -42,8 +42,8 @@ marks a mean above zero by more than two standard errors. `bytes` is what a user
 from the set (`artifact_bytes`: the file, plus the teacher's checkpoint for a teacher-assisted set).
 Sets of real windows are written today with int16 item ids (catalogs under 32,768 items) and no
 label mask (the windows imply it); the tables outside the Pareto sections were measured on files
-with int32 ids and a stored mask, so their window sets take about twice the window bytes shown
-there today (the Pareto tables say which format they measured).
+with int32 ids and a stored mask, so the same windows written today take about half the window
+bytes shown there (each Pareto table says which format it measured).
 """
 
 # (heading, JSON paths relative to benchmarks/results, renderer, prose without numbers)
