@@ -21,12 +21,8 @@ import torch
 
 from recbole_foster.model import students
 from recbole_foster.labels import code_rank, expand, get_storage, storage_of
+from recbole_foster.labels import window_label_mask as label_mask  # positions that are trained on
 from recbole_foster.training_sets import TeacherLabelledSequences
-
-
-def label_mask(windows):
-    """(m, L - 1): positions that are trained on (a real item follows a real item)."""
-    return (windows[:, 1:] > 0) & (windows[:, :-1] > 0)
 
 
 def trained_positions(windows):

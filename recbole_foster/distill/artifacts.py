@@ -27,7 +27,7 @@ import torch
 from recbole_foster.distill.precision import PRECISIONS, at_precision, restored
 from recbole_foster.distill.synthetic import SyntheticSummary, item_factor_from_text
 from recbole_foster.label_modes import label_mode_from_header
-from recbole_foster.labels import get_storage, storage_of
+from recbole_foster.labels import get_storage, storage_of, window_label_mask
 
 FORMAT = "recbole_foster.synthetic/1"
 WINDOWS_FORMAT = "recbole_foster.windows/1"
@@ -68,15 +68,10 @@ def save_synthetic(path, summary, header, stored_labels=None, standalone=False, 
     return _save(path, {"header": json.dumps(header), **at_precision(payload, precision)})
 
 
-def windows_label_mask(item_seqs):
-    """(m, L - 1): the positions of real windows that carry a label (a real item follows a real item)."""
-    return (item_seqs[:, 1:] > 0) & (item_seqs[:, :-1] > 0)
-
-
 def save_windows(path, item_seqs, header, stored_labels=None):
     """Real item-id windows (m, L; 0 = padding) and their stored labels, if any. Ids are int16 when
     every id fits (catalogs under 32,768 items), int32 otherwise; readers widen them. The label
-    mask is not written when the windows imply it (:func:`windows_label_mask`): one byte per
+    mask is not written when the windows imply it (:func:`window_label_mask`): one byte per
     position that a user would store for nothing (:func:`stored_labels_of` puts it back)."""
     header = {"format": WINDOWS_FORMAT, **header}
     item_seqs = item_seqs.cpu()
@@ -84,7 +79,7 @@ def save_windows(path, item_seqs, header, stored_labels=None):
     ids = item_seqs.short() if largest <= torch.iinfo(torch.int16).max else item_seqs.int()
     labels = dict(stored_labels or {})
     mask = labels.get("label_mask")
-    if mask is not None and torch.equal(mask.bool().cpu(), windows_label_mask(item_seqs.cpu())):
+    if mask is not None and torch.equal(mask.bool().cpu(), window_label_mask(item_seqs.cpu())):
         del labels["label_mask"]
     return _save(path, {"header": json.dumps(header), "item_seqs": ids, **labels})
 
@@ -179,7 +174,7 @@ def stored_labels_of(payload):
     the label mask of real windows that :func:`save_windows` left out."""
     stored = {k: v for k, v in payload.items() if k.startswith("label_")}
     if stored and "label_mask" not in stored and "item_seqs" in payload:
-        stored["label_mask"] = windows_label_mask(payload["item_seqs"].long())
+        stored["label_mask"] = window_label_mask(payload["item_seqs"].long())
     return stored
 
 
@@ -375,7 +370,7 @@ def _stored_labels(path, header, payload, users, item_seqs, dataset):
                          f"(e.g. {strangers[0]!r}); keep the files of one export together.")
     rows = torch.tensor([row_of[u] for u in label_users], dtype=torch.long)
     positions = payload["position"].long()
-    expected = (item_seqs[:, 1:] > 0) & (item_seqs[:, :-1] > 0)  # every position after each user's first
+    expected = window_label_mask(item_seqs)  # every position after each user's first
     mask = torch.zeros_like(expected)
     inside = (positions >= 1) & (positions < item_seqs.size(1))
     mask[rows[inside], positions[inside] - 1] = True

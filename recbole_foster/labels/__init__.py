@@ -9,7 +9,7 @@ other packages under the entry point group ``recbole_foster.label_storages``.
 
 from importlib.metadata import entry_points
 
-from recbole_foster.labels.base import LabelStorage
+from recbole_foster.labels.base import LabelStorage, window_label_mask
 from recbole_foster.labels.dense import DenseStorage
 from recbole_foster.labels.hard import HardStorage, SummaryStorage
 from recbole_foster.labels.label_model import LabelModelStorage
@@ -19,7 +19,8 @@ from recbole_foster.labels.text_code import TextCodeStorage
 from recbole_foster.labels.topk import TopKStorage
 
 __all__ = ["LabelStorage", "STORAGES", "code_rank", "compress", "decode_text_code", "expand", "fit_text_code",
-           "get_storage", "label_kl", "register_storage", "storage_of", "stored_bytes", "storage_names"]
+           "get_storage", "label_kl", "register_storage", "storage_of", "stored_bytes", "storage_names",
+           "window_label_mask"]
 
 ENTRY_POINT_GROUP = "recbole_foster.label_storages"
 STORAGES = {}

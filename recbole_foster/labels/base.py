@@ -23,6 +23,12 @@ import math
 import torch
 
 
+def window_label_mask(windows):
+    """(m, L - 1): the positions of real windows (m, L; 0 = padding) that carry a label: a real
+    item follows a real item. Sets of real windows never store it (it is implied)."""
+    return (windows[:, 1:] > 0) & (windows[:, :-1] > 0)
+
+
 class LabelStorage:
     """One way of keeping labels. Subclasses set the attributes and implement the methods."""
 

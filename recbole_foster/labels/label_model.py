@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from recbole_foster.labels.base import LabelStorage
+from recbole_foster.labels.base import LabelStorage, window_label_mask
 
 HISTORY = 3  # the last items of a prefix g reads
 LAG_DECAY = 0.5  # their starting weights 1, 1/2, 1/4 (then fitted)
@@ -129,7 +129,7 @@ class LabelModelStorage(LabelStorage):
         texts = item_text.float().to(device)
         parts = [(sequences, log_probs, mask)]
         if fit_sequences is not None:
-            parts.append((fit_sequences, fit_log_probs, (fit_sequences[:, 1:] > 0) & (fit_sequences[:, :-1] > 0)))
+            parts.append((fit_sequences, fit_log_probs, window_label_mask(fit_sequences)))
         items = torch.cat([prefix_items(s.cpu(), m.cpu()) for s, _, m in parts]).to(device)
         where = torch.cat([torch.stack([torch.full((int(m.sum()),), i), *m.cpu().nonzero(as_tuple=True)], 1)
                            for i, (_, _, m) in enumerate(parts)])
