@@ -6,7 +6,7 @@ label model, ``label_model_rank``) the largest N of ``auto_sizes`` whose saved s
 that kind's candidate. Bytes are measured, not estimated: each set is built (the same Random-N
 users for every kind) and saved, largest N first, until one fits; a set over budget is dropped
 with a log line. ``popularity`` (the recent best-seller list of ``--method=popularity``, no model)
-is one more candidate when it fits and the data has timestamps. Every trained candidate is judged
+is one more candidate when it fits. Every trained candidate is judged
 with the same evaluation seeds, the best *validation* NDCG@10 is kept, and only its test is
 reported (the others' test metrics, computed by the shared evaluation, are not read). results.json
 and the log hold the table of candidates: their bytes and validation NDCG@10, and why the choice
@@ -22,7 +22,7 @@ from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.evaluation import evaluate_training_set
 from recbole_foster.labels import get_storage
 from recbole_foster.methods.base import SELF_CONTAINED, Method
-from recbole_foster.methods.popularity import LIST_FILE, best_recent_list, evaluate_list, has_timestamps, save_best_list, shares_of
+from recbole_foster.methods.popularity import LIST_FILE, best_recent_list, evaluate_list, save_best_list, shares_of
 from recbole_foster.methods.selection import PROPERTIES, _user_tokens, teacher_labelled
 from recbole_foster.methods.set_files import common_header
 from recbole_foster.training_sets import HardSequences
@@ -91,11 +91,8 @@ class Auto(Method):
         return training_set, path
 
     def _popularity(self, ctx, folder, budget, table):
-        """The recent best-seller list as a candidate (None when it does not fit or cannot be made)."""
-        if not has_timestamps(ctx):
-            ctx.logger.info("auto: popularity needs timestamps (TIME_FIELD): not a candidate")
-            table.append({"candidate": "popularity", "bytes": None, "valid_ndcg@10": None, "status": "no timestamps"})
-            return None
+        """The recent best-seller list as a candidate (None when it does not fit). Every dataset this
+        package loads has timestamps (the data check requires TIME_FIELD), so the list can always be made."""
         best, _ = best_recent_list(ctx)
         os.makedirs(os.path.join(folder, "popularity"), exist_ok=True)
         path = os.path.join(folder, "popularity", LIST_FILE)
@@ -133,7 +130,7 @@ class Auto(Method):
                 shutil.rmtree(os.path.dirname(path))
         if not candidates:
             shutil.rmtree(folder, ignore_errors=True)
-            smallest = min((r for r in table if r["bytes"] is not None), key=lambda r: r["bytes"])
+            smallest = min(table, key=lambda r: r["bytes"])
             raise CLIError(f"--budget_bytes={budget} is below every candidate: the smallest, {smallest['candidate']}, "
                            f"takes {smallest['bytes']} bytes (lower --auto_sizes or raise the budget).")
         for c in candidates:
@@ -147,8 +144,7 @@ class Auto(Method):
         why = (f"{best['candidate']} ({best['bytes']} bytes) has the best validation NDCG@10 "
                f"({best['valid_ndcg@10']:.4f}) of the {len(candidates)} candidate(s) within {budget} bytes")
         lines = ["| candidate | bytes | valid NDCG@10 | |", "|---|---|---|---|"] + [
-            f"| {r['candidate']} | {'-' if r['bytes'] is None else r['bytes']} | {_score(r['valid_ndcg@10'])} | {r['status']} |"
-            for r in table]
+            f"| {r['candidate']} | {r['bytes']} | {_score(r['valid_ndcg@10'])} | {r['status']} |" for r in table]
         print("\n".join(["", f"auto: {why}.", *lines]))
         ctx.logger.info(f"auto: {why}")
         result = best["result"]

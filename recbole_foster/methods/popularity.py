@@ -103,11 +103,6 @@ def read_list(path):
     return json.loads(line), np.frombuffer(rest, dtype="<i4")
 
 
-def has_timestamps(ctx):
-    """Whether the training split has the timestamps a recent list is counted on."""
-    return ctx.dataset.time_field is not None and ctx.dataset.time_field in ctx.train_data.dataset.inter_feat
-
-
 def best_recent_list(ctx):
     """``(best, grid)``: the top ``popularity_list_size`` items for each share of
     ``popularity_recent_share``, each judged on validation; ``best`` (``share``, ``items``,
@@ -150,7 +145,7 @@ class Popularity(Method):
             raise CLIError(f"--method=popularity reports top-k metrics only; metrics {config['metrics']} need more.")
 
     def check_data(self, ctx):
-        if not has_timestamps(ctx):
+        if ctx.dataset.time_field is None or ctx.dataset.time_field not in ctx.train_data.dataset.inter_feat:
             from recbole_foster.errors import DatasetError
 
             raise DatasetError("--method=popularity needs a timestamp column (TIME_FIELD) to find recent interactions.")
