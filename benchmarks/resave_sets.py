@@ -3,10 +3,11 @@
     python benchmarks/resave_sets.py /work/exp/pareto-ml100k
 
 Every ``results.json`` under the folders whose ``set_file`` is a set of real windows (Random-N,
-Random-KD-N, coresets) gets its set written again by :func:`save_windows` (today: int16 ids while
-the catalog allows, no label mask the windows imply) and its ``artifact_bytes`` measured on the new
-file. The set's content is unchanged (checked: the windows and every stored label tensor read back
-equal), so its metrics stand; a later ``benchmarks/pareto.py`` run over the same work folder
+Random-KD-N, coresets) gets its set written again by :func:`save_windows` (today: windows without
+their padding, int16 ids while the catalog allows, no label mask the windows imply, no user tokens:
+those stay in ``results.json``) and its ``artifact_bytes`` measured on the new file. The set's
+content is unchanged (checked: the windows and every stored label tensor read back equal), so its
+metrics stand; a later ``benchmarks/pareto.py`` run over the same work folder
 reads the new bytes. FOSTER summaries and popularity lists are left as they are.
 """
 
@@ -16,7 +17,7 @@ import sys
 
 import torch
 
-from recbole_foster.distill.artifacts import WINDOWS_FORMAT, NotASet, read_set, save_windows, stored_labels_of
+from recbole_foster.distill.artifacts import WINDOW_FORMATS, NotASet, read_set, save_windows, stored_labels_of
 
 
 def resave(results_path):
@@ -30,11 +31,11 @@ def resave(results_path):
         header, payload = read_set(path)
     except NotASet:  # a popularity list
         return None
-    if header.get("format") != WINDOWS_FORMAT:
+    if header.get("format") not in WINDOW_FORMATS:
         return None
     item_seqs, stored = payload["item_seqs"].long(), stored_labels_of(payload)
     old = os.path.getsize(path)
-    header = {k: v for k, v in header.items() if k != "format"}
+    header = {k: v for k, v in header.items() if k not in ("format", "window_length", "selected_users")}
     save_windows(path, item_seqs, header, stored)
     _, again = read_set(path)
     assert torch.equal(again["item_seqs"].long(), item_seqs)

@@ -326,7 +326,8 @@ def test_resave_sets_rewrites_an_old_window_set_smaller_with_the_same_content(tm
     mask = (seqs[:, 1:] > 0) & (seqs[:, :-1] > 0)
     labels = {"label_mask": mask, "label_topk_probs": torch.rand(int(mask.sum()), 3).half()}
     path = str(tmp_path / "set.pt")  # as sets were written before: int32 ids and the mask
-    torch.save({"header": json.dumps({"format": WINDOWS_FORMAT, "label_storage": "topk"}),
+    torch.save({"header": json.dumps({"format": "recbole_foster.windows/1", "label_storage": "topk",
+                                      "selected_users": [f"user{i}" for i in range(12)]}),
                 "item_seqs": seqs.int(), **labels}, path)
     old = os.path.getsize(path)
     results = tmp_path / "results.json"
@@ -336,7 +337,8 @@ def test_resave_sets_rewrites_an_old_window_set_smaller_with_the_same_content(tm
     after = json.loads(results.read_text())
     assert after["artifact_bytes"] == os.path.getsize(path) <= old - seqs.numel() * 2 - mask.numel() + 128
     assert after["test"] == {"ndcg@10": 0.5}
-    _, payload = read_set(path)
+    header, payload = read_set(path)
+    assert header["format"] == WINDOWS_FORMAT and "selected_users" not in header  # provenance: results.json
     assert torch.equal(payload["item_seqs"].long(), seqs)
     back = stored_labels_of(payload)
     assert torch.equal(back["label_mask"], mask) and torch.equal(back["label_topk_probs"], labels["label_topk_probs"])

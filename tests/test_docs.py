@@ -77,4 +77,5 @@ def test_relative_links_in_user_docs_resolve_to_files_and_headings():
 
 def test_the_reference_lists_every_method_of_the_registry_and_no_other():
     listed = re.search(r"`--method` \(([^)]*)\)", read("docs/reference.md"), re.S).group(1)
-    assert set(re.findall(r"`(\w+)`", listed)) == set(METHODS)
+    ours = {name for name, method in METHODS.items() if type(method).__module__.startswith("recbole_foster.")}
+    assert set(re.findall(r"`(\w+)`", listed)) == ours  # outside methods a test registered are not ours

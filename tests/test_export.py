@@ -80,9 +80,9 @@ def test_export_round_trips_through_recboles_own_loader(runs):
     options, kept = runs["topk"]
     folder = kept["exported_atomic"]
     assert kept["exported_soft_labels"] == soft_labels_file(folder) and kept["exported_labels"] == "soft"
-    header, payload = read_set(kept["set_file"])
+    _, payload = read_set(kept["set_file"])
     tokens = prepared(options, method="random").dataset.field2id_token["item_id"]  # internal id -> token
-    windows = {user: [tokens[i] for i in row if i > 0] for user, row in zip(header["selected_users"],
+    windows = {user: [tokens[i] for i in row if i > 0] for user, row in zip(kept["selected_users"],
                                                                             payload["item_seqs"].tolist())}
     loaded = create_dataset(recbole_config(folder, runs["tmp"]))
     assert sequences_by_user(loaded) == windows
@@ -90,7 +90,7 @@ def test_export_round_trips_through_recboles_own_loader(runs):
     sidecar = torch.load(soft_labels_file(folder), weights_only=True)
     meta = sidecar["header"]
     assert meta["format"] == "recbole_foster.soft_labels/1" and meta["storage"] == "topk" and meta["k"] == 5
-    assert set(meta["item_tokens"]) == set(TOY_ITEMS[1:]) and meta["user_tokens"] == header["selected_users"]
+    assert set(meta["item_tokens"]) == set(TOY_ITEMS[1:]) and meta["user_tokens"] == kept["selected_users"]
     # label row r: user token, position in the .inter (its timestamp), the top-5 items as tokens
     users = [meta["user_tokens"][u] for u in sidecar["user"].tolist()]
     labelled = [(u, p) for u, p in zip(users, sidecar["position"].tolist())]

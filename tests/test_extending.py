@@ -9,6 +9,7 @@ import os
 import pytest
 import torch
 
+from recbole_foster.distill.artifacts import read_set
 from recbole_foster.labels import STORAGES, get_storage
 from recbole_foster.methods import METHODS, get_method
 from recbole_foster.run import main, run
@@ -43,7 +44,7 @@ def test_an_outside_method_runs_end_to_end(toy_data_root, tiny_bert_dir, tmp_pat
     assert results["method"] == "last_items" and results["n_sequences"] == 4
     assert set(results["table"]) == {"Full", "Longest-4"} and results["family"] == "self-contained"
     folder = tmp_path / "outputs" / "toy" / "TextSASRec" / "last_items-4" / "seed2020"
-    saved = torch.load(folder / "set.pt", weights_only=True)
+    _, saved = read_set(str(folder / "set.pt"))
     assert saved["item_seqs"].shape[0] == 4
     assert (saved["item_seqs"] > 0).sum(1).min() == 10  # the longest training windows: 12 items minus valid and test
     assert (folder / "results.json").is_file()

@@ -66,6 +66,41 @@ def test_window_ids_take_two_bytes_while_the_catalog_allows(tmp_path):
     assert os.path.getsize(large) - os.path.getsize(small) >= 2 * seqs.numel() - 64  # tar headers aside
 
 
+def test_padding_is_not_written_and_windows_read_back_the_same(tmp_path):
+    """Right-padded windows (RecBole's layout) are stored as their real ids back to back: a set of
+    mostly-padding windows costs its real ids, and reads back equal; other layouts are kept dense."""
+    full = torch.randint(1, 30000, (50, 20))
+    short = full.clone()
+    lengths = torch.randint(1, 21, (50,))
+    short[torch.arange(20) >= lengths[:, None]] = 0
+    whole, packed = save_windows(str(tmp_path / "full.pt"), full, {}), save_windows(str(tmp_path / "short.pt"), short, {})
+    padding = int((short == 0).sum())
+    assert os.path.getsize(whole) - os.path.getsize(packed) >= 2 * padding - 50 - 192  # a length byte each, zip entries
+    header, payload = read_set(packed)
+    assert header["window_length"] == 20 and "item_ids" not in payload and "window_lengths" not in payload
+    assert payload["item_seqs"].dtype == torch.int16 and torch.equal(payload["item_seqs"].long(), short)
+    left = torch.flip(short, [1])  # left padding: not RecBole's layout, written as it is
+    assert torch.equal(read_set(save_windows(str(tmp_path / "left.pt"), left, {}))[1]["item_seqs"].long(), left)
+
+
+def test_a_damaged_packed_set_is_refused_with_a_reason(tmp_path):
+    from recbole_foster.distill.artifacts import NotASet
+
+    path = save_windows(str(tmp_path / "set.pt"), torch.tensor([[3, 4, 0], [5, 0, 0]]), {})
+    payload = torch.load(path, weights_only=True)
+    payload["item_ids"] = payload["item_ids"][:2]
+    torch.save(payload, path)
+    with pytest.raises(NotASet, match="window lengths do not match its item ids"):
+        read_set(path)
+
+
+def test_an_old_padded_window_file_still_loads(tmp_path):
+    seqs = torch.tensor([[3, 4, 0], [5, 0, 0]])
+    path = str(tmp_path / "old.pt")
+    torch.save({"header": json.dumps({"format": "recbole_foster.windows/1"}), "item_seqs": seqs.int()}, path)
+    assert torch.equal(read_set(path)[1]["item_seqs"].long(), seqs)
+
+
 def test_the_fit_lowers_the_kl_below_an_untrained_and_the_least_squares_start():
     seqs, mask, log_probs, texts = teacher_like()
     fitted = compress(log_probs, mask, "label_model", None, texts, sequences=seqs, rank=4, steps=300)

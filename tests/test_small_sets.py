@@ -163,7 +163,8 @@ def test_self_contained_set_trains_without_the_teacher_and_reports_its_family(st
                                           + assisted["artifact_bytes_parts"]["teacher_checkpoint"])
     assert kept["artifact_bytes"] == os.path.getsize(kept["set_file"])
     header, _ = read_set(kept["set_file"])
-    assert header["label_storage"] == storage and header["format"] == "recbole_foster.windows/1"
+    assert header["label_storage"] == storage and header["format"] == "recbole_foster.windows/2"
+    assert "selected_users" not in header and len(kept["selected_users"]) > 0  # provenance: in results.json
 
     # Without the real-data run on disk (teacher and anchors gone) the self-contained set still trains,
     # with the same metrics; the teacher-assisted one is refused before anything is trained.

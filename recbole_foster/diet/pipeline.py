@@ -491,7 +491,7 @@ class DietRun:
         ctx = self.ctx
         token = ctx.dataset.field2id_token[ctx.dataset.uid_field]
         users = [token[u] for u in memory.users.tolist()]
-        header = {**common_header(ctx, len(memory)), "method": ctx.config["method"], "selected_users": users, "label_storage": memory.storage,
+        header = {**common_header(ctx, len(memory)), "method": ctx.config["method"], "label_storage": memory.storage,
                   "diet_stages": self.plan.n_stages}
         path = save_windows(os.path.join(ctx.output_dir, "set.pt"), memory.windows, header, memory.stored())
         diet = last["methods"][self.labels["diet"]]

@@ -4,8 +4,9 @@ Two kinds of set, each one file of plain tensors plus a JSON header string, so
 ``torch.load(path, weights_only=True)`` reads it and nothing in it executes code:
 
 * a distilled *summary* (``recbole_foster.synthetic/1``): the Tucker factors and temperature;
-* real *windows* (``recbole_foster.windows/1``): item-id sequences chosen from the data
-  (Random-N, Random-KD-N, the coresets).
+* real *windows* (``recbole_foster.windows/2``): item-id sequences chosen from the data
+  (Random-N, Random-KD-N, the coresets), written without their padding (files of the older
+  ``windows/1``, padded windows, still load).
 
 Either may carry stored soft labels (:mod:`recbole_foster.labels`). The header names the
 dataset, a fingerprint of the item id tokens in row order, the label mode or storage, the real-data run whose
@@ -30,8 +31,9 @@ from recbole_foster.label_modes import label_mode_from_header
 from recbole_foster.labels import get_storage, storage_of, window_label_mask
 
 FORMAT = "recbole_foster.synthetic/1"
-WINDOWS_FORMAT = "recbole_foster.windows/1"
-FORMATS = (FORMAT, WINDOWS_FORMAT)
+WINDOWS_FORMAT = "recbole_foster.windows/2"
+WINDOW_FORMATS = ("recbole_foster.windows/1", WINDOWS_FORMAT)
+FORMATS = (FORMAT, *WINDOW_FORMATS)
 
 
 class NotASet(ValueError):
@@ -69,19 +71,42 @@ def save_synthetic(path, summary, header, stored_labels=None, standalone=False, 
 
 
 def save_windows(path, item_seqs, header, stored_labels=None):
-    """Real item-id windows (m, L; 0 = padding) and their stored labels, if any. Ids are int16 when
-    every id fits (catalogs under 32,768 items), int32 otherwise; readers widen them. The label
-    mask is not written when the windows imply it (:func:`window_label_mask`): one byte per
-    position that a user would store for nothing (:func:`stored_labels_of` puts it back)."""
+    """Real item-id windows (m, L; 0 = padding) and their stored labels, if any, in as few bytes as
+    they take without loss. Right-padded windows (the real items first, as RecBole pads) are written
+    as their real ids back to back plus one length per window: on short histories most of a window
+    is padding (62% on amazon-games at L = 20). Ids are int16 when every id fits (catalogs under
+    32,768 items), int32 otherwise. The label mask is not written when the windows imply it
+    (:func:`window_label_mask`). :func:`read_set` gives back the padded (m, L) windows and
+    :func:`stored_labels_of` the mask. Who the windows came from is provenance, kept in the run's
+    ``results.json``, not in the set."""
     header = {"format": WINDOWS_FORMAT, **header}
     item_seqs = item_seqs.cpu()
     largest = int(item_seqs.max()) if item_seqs.numel() else 0
-    ids = item_seqs.short() if largest <= torch.iinfo(torch.int16).max else item_seqs.int()
+    id_type = torch.int16 if largest <= torch.iinfo(torch.int16).max else torch.int32
+    real = item_seqs > 0
+    lengths = real.sum(1)
+    if torch.equal(real, torch.arange(item_seqs.size(1)) < lengths[:, None]):
+        header["window_length"] = item_seqs.size(1)
+        length_type = torch.uint8 if item_seqs.size(1) <= torch.iinfo(torch.uint8).max else torch.int32
+        windows = {"item_ids": item_seqs[real].to(id_type), "window_lengths": lengths.to(length_type)}
+    else:  # left padding or gaps: kept as they are
+        windows = {"item_seqs": item_seqs.to(id_type)}
     labels = dict(stored_labels or {})
     mask = labels.get("label_mask")
-    if mask is not None and torch.equal(mask.bool().cpu(), window_label_mask(item_seqs.cpu())):
+    if mask is not None and torch.equal(mask.bool().cpu(), window_label_mask(item_seqs)):
         del labels["label_mask"]
-    return _save(path, {"header": json.dumps(header), "item_seqs": ids, **labels})
+    return _save(path, {"header": json.dumps(header), **windows, **labels})
+
+
+def _unpacked_windows(path, header, payload):
+    """The padded (m, L) windows of a file that stores them back to back."""
+    ids, lengths = payload.pop("item_ids"), payload.pop("window_lengths").long()
+    width = header.get("window_length")
+    if not isinstance(width, int) or int(lengths.sum()) != ids.numel() or (lengths > width).any():
+        raise NotASet(f"{path} is a damaged recbole_foster set: its window lengths do not match its item ids.")
+    windows = torch.zeros(len(lengths), width, dtype=ids.dtype)
+    windows[torch.arange(width) < lengths[:, None]] = ids
+    return windows
 
 
 def read_set(path):
@@ -101,6 +126,8 @@ def read_set(path):
         raise NotASet(f"{path} is not a recbole_foster set: its header is not JSON.") from None
     if header.get("format") not in FORMATS:
         raise NotASet(f"{path} is not a recbole_foster set (format {header.get('format')!r}).")
+    if "window_lengths" in payload:
+        payload["item_seqs"] = _unpacked_windows(path, header, payload)
     return header, payload
 
 

@@ -79,16 +79,16 @@ class Auto(Method):
         return ["each candidate"]
 
     def _build(self, ctx, kind, n, folder):
-        """``(training set, saved path)`` of the Random-N set of ``kind``."""
+        """``(training set, saved path, user tokens)`` of the Random-N set of ``kind``."""
         users, sequences = draw_users(*ctx.candidates, n, ctx.selection_seed)
         header = {**common_header(ctx, n_sequences=n), "method": "random" if kind == "hard" else "random_kd",
-                  "selected_users": _user_tokens(ctx, users), "label_storage": kind}
+                  "label_storage": kind}
         if kind == "hard":
             training_set, stored = HardSequences(sequences), None
         else:
             training_set, stored, _, _ = teacher_labelled(ctx, sequences, storage=kind)
         path = save_windows(os.path.join(folder, f"{kind}-{n}", "set.pt"), sequences, header, stored)
-        return training_set, path
+        return training_set, path, _user_tokens(ctx, users)
 
     def _popularity(self, ctx, folder, budget, table):
         """The recent best-seller list as a candidate (None when it does not fit). Every dataset this
@@ -119,11 +119,11 @@ class Auto(Method):
                 candidates += [candidate] if candidate else []
                 continue
             for n in sizes:  # largest first: the first that fits is the kind's candidate
-                training_set, path = self._build(ctx, kind, n, folder)
+                training_set, path, user_tokens = self._build(ctx, kind, n, folder)
                 size = os.path.getsize(path)
                 if size <= budget:
                     candidates.append({"candidate": f"{kind}@{n}", "kind": kind, "n": n, "bytes": size,
-                                       "path": path, "training_set": training_set})
+                                       "path": path, "training_set": training_set, "users": user_tokens})
                     break
                 ctx.logger.info(f"auto: {kind}@{n} takes {size} bytes > budget {budget}: dropped")
                 table.append({"candidate": f"{kind}@{n}", "bytes": size, "valid_ndcg@10": None, "status": "over budget"})
@@ -159,6 +159,7 @@ class Auto(Method):
             "valid": result["valid"], "test": result["test"], "per_seed": result["per_seed"],
             "eval_seeds": result["eval_seeds"], "n_sequences": best["n"], "label_storage": storage,
             "chosen": best["candidate"], "why": why, "budget_bytes": budget, "candidates": table,
-            "set_file": chosen, "family": SELF_CONTAINED, "artifact_bytes": os.path.getsize(chosen),
+            "selected_users": best.get("users"), "set_file": chosen, "family": SELF_CONTAINED,
+            "artifact_bytes": os.path.getsize(chosen),
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]},
         }

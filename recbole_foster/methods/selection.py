@@ -28,18 +28,18 @@ def _user_tokens(ctx, users):
 def save_and_judge(ctx, label, sequences, users, training_set, stored=None, storage=None, stored_kl=None):
     """Save the windows (and stored labels), judge them, and say what the set is."""
     storage = storage or get_storage("hard")
-    header = {**common_header(ctx), "method": ctx.config["method"], "selected_users": _user_tokens(ctx, users),
-              "label_storage": storage.name}
+    user_tokens = _user_tokens(ctx, users)
+    header = {**common_header(ctx), "method": ctx.config["method"], "label_storage": storage.name}
     path = save_windows(os.path.join(ctx.output_dir, "set.pt"), sequences, header, stored)
     result = evaluate_training_set(ctx, training_set, desc=label)
     labels = None
     if stored:  # stored labels index t labels position t + 1: realign them to the windows' positions
         labels = {**stored, "label_mask": torch.cat([torch.zeros_like(stored["label_mask"][:, :1]),
                                                      stored["label_mask"]], dim=1)}
-    exported = export_set(ctx, items=sequences, user_tokens=header["selected_users"], labels=labels,
+    exported = export_set(ctx, items=sequences, user_tokens=user_tokens, labels=labels,
                           teacher_assisted=storage.needs_teacher)
     return {**result, **describe_set(ctx, path, needs_teacher=storage.needs_teacher), **exported,
-            "label_storage": storage.name, "stored_label_kl": stored_kl, "selected_users": header["selected_users"],
+            "label_storage": storage.name, "stored_label_kl": stored_kl, "selected_users": user_tokens,
             "table": {"Full": ctx.real_run.manifest["test"], label: result["test"]}}
 
 
