@@ -68,14 +68,16 @@ def test_window_ids_take_two_bytes_while_the_catalog_allows(tmp_path):
 
 def test_padding_is_not_written_and_windows_read_back_the_same(tmp_path):
     """Right-padded windows (RecBole's layout) are stored as their real ids back to back: a set of
-    mostly-padding windows costs its real ids, and reads back equal; other layouts are kept dense."""
-    full = torch.randint(1, 30000, (50, 20))
+    mostly-padding windows costs its real ids, and reads back equal; full windows and other layouts
+    are kept as they are."""
+    full = torch.randint(1, 30000, (500, 20))
     short = full.clone()
-    lengths = torch.randint(1, 21, (50,))
+    lengths = torch.randint(1, 21, (500,))
     short[torch.arange(20) >= lengths[:, None]] = 0
     whole, packed = save_windows(str(tmp_path / "full.pt"), full, {}), save_windows(str(tmp_path / "short.pt"), short, {})
     padding = int((short == 0).sum())
-    assert os.path.getsize(whole) - os.path.getsize(packed) >= 2 * padding - 50 - 192  # a length byte each, zip entries
+    assert os.path.getsize(whole) - os.path.getsize(packed) >= 2 * padding - 500 - 400  # a length byte each, zip entries
+    assert "window_length" not in read_set(whole)[0]  # nothing to leave out: the plain layout is smaller
     header, payload = read_set(packed)
     assert header["window_length"] == 20 and "item_ids" not in payload and "window_lengths" not in payload
     assert payload["item_seqs"].dtype == torch.int16 and torch.equal(payload["item_seqs"].long(), short)
@@ -86,7 +88,9 @@ def test_padding_is_not_written_and_windows_read_back_the_same(tmp_path):
 def test_a_damaged_packed_set_is_refused_with_a_reason(tmp_path):
     from recbole_foster.distill.artifacts import NotASet
 
-    path = save_windows(str(tmp_path / "set.pt"), torch.tensor([[3, 4, 0], [5, 0, 0]]), {})
+    windows = torch.zeros(200, 20, dtype=torch.long)
+    windows[:, 0] = torch.arange(1, 201)  # mostly padding: written packed
+    path = save_windows(str(tmp_path / "set.pt"), windows, {})
     payload = torch.load(path, weights_only=True)
     payload["item_ids"] = payload["item_ids"][:2]
     torch.save(payload, path)

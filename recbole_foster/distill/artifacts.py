@@ -20,6 +20,7 @@ keyed by item tokens). :func:`load_atomic_set` reads such a folder back (``--met
 """
 
 import hashlib
+import io
 import json
 import os
 
@@ -72,30 +73,37 @@ def save_synthetic(path, summary, header, stored_labels=None, standalone=False, 
 
 def save_windows(path, item_seqs, header, stored_labels=None):
     """Real item-id windows (m, L; 0 = padding) and their stored labels, if any, in as few bytes as
-    they take without loss. Right-padded windows (the real items first, as RecBole pads) are written
-    as their real ids back to back plus one length per window: on short histories most of a window
-    is padding (62% on amazon-games at L = 20). Ids are int16 when every id fits (catalogs under
-    32,768 items), int32 otherwise. The label mask is not written when the windows imply it
-    (:func:`window_label_mask`). :func:`read_set` gives back the padded (m, L) windows and
-    :func:`stored_labels_of` the mask. Who the windows came from is provenance, kept in the run's
-    ``results.json``, not in the set."""
-    header = {"format": WINDOWS_FORMAT, **header}
+    they take without loss. Right-padded windows (the real items first, as RecBole pads) may be
+    written as their real ids back to back plus one length per window: on short histories most of a
+    window is padding (62% on amazon-games at L = 20); the smaller of the two layouts is written.
+    Ids are int16 when every id fits (catalogs under 32,768 items), int32 otherwise. The label mask
+    is not written when the windows imply it (:func:`window_label_mask`). :func:`read_set` gives
+    back the padded (m, L) windows and :func:`stored_labels_of` the mask. Who the windows came from
+    is provenance, kept in the run's ``results.json``, not in the set."""
     item_seqs = item_seqs.cpu()
     largest = int(item_seqs.max()) if item_seqs.numel() else 0
     id_type = torch.int16 if largest <= torch.iinfo(torch.int16).max else torch.int32
-    real = item_seqs > 0
-    lengths = real.sum(1)
-    if torch.equal(real, torch.arange(item_seqs.size(1)) < lengths[:, None]):
-        header["window_length"] = item_seqs.size(1)
-        length_type = torch.uint8 if item_seqs.size(1) <= torch.iinfo(torch.uint8).max else torch.int32
-        windows = {"item_ids": item_seqs[real].to(id_type), "window_lengths": lengths.to(length_type)}
-    else:  # left padding or gaps: kept as they are
-        windows = {"item_seqs": item_seqs.to(id_type)}
     labels = dict(stored_labels or {})
     mask = labels.get("label_mask")
     if mask is not None and torch.equal(mask.bool().cpu(), window_label_mask(item_seqs)):
         del labels["label_mask"]
-    return _save(path, {"header": json.dumps(header), **windows, **labels})
+    layouts = [({}, {"item_seqs": item_seqs.to(id_type)})]
+    real = item_seqs > 0
+    lengths = real.sum(1)
+    if torch.equal(real, torch.arange(item_seqs.size(1)) < lengths[:, None]):  # right padding
+        length_type = torch.uint8 if item_seqs.size(1) <= torch.iinfo(torch.uint8).max else torch.int32
+        layouts.append(({"window_length": item_seqs.size(1)},
+                        {"item_ids": item_seqs[real].to(id_type), "window_lengths": lengths.to(length_type)}))
+    written = []
+    for extra, windows in layouts:
+        buffer = io.BytesIO()
+        torch.save({"header": json.dumps({"format": WINDOWS_FORMAT, **header, **extra}), **windows, **labels}, buffer)
+        written.append(buffer.getvalue())
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "wb") as f:
+        f.write(min(written, key=len))
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def _unpacked_windows(path, header, payload):
