@@ -24,6 +24,7 @@ setup(
         "tqdm",
         "pyyaml",
         "pot",
+        "safetensors",  # window sets (already installed with transformers)
         "matplotlib",  # report.png after every run, python -m recbole_foster.plot
     ],
     extras_require={"test": ["pytest>=7"]},

@@ -40,8 +40,8 @@ from recbole_foster.methods.distillation import CHECKPOINT_FILE
 from paper_table import _bytes, improvement_over_random, run_or_reuse
 
 # how window sets are written (recbole_foster.distill.artifacts.save_windows): their bytes depend on it
-SET_FORMAT = ("window sets: real item ids without padding (one length per window), int16 while the catalog has "
-              "under 32,768 items, label mask and user tokens not stored")
+SET_FORMAT = ("window sets: item ids without their padding (one length per window) where that is smaller, int16 "
+              "while the catalog has under 32,768 items; label mask and user tokens not stored")
 KINDS = ("popularity", "hard", "topk", "text_code", "label_model", "kcenter_kd", "foster")
 MARKERS = {"popularity": "*", "hard": "o", "topk": "s", "text_code": "D", "label_model": "v", "kcenter_kd": "^",
            "foster": "P"}

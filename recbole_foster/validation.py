@@ -188,14 +188,15 @@ def check_saved_set_file(path):
 
 
 def _why_unreadable(path):
-    """Why ``torch.load(weights_only=True)`` refused a file, without loading it any other way."""
+    """Why the safe readers (``torch.load(weights_only=True)``, safetensors) refused a file, without
+    loading it any other way."""
     import pickle
     import zipfile
 
     import torch
 
     if not zipfile.is_zipfile(path):
-        return "it is not a file written by torch.save (or it is truncated)."
+        return "it is neither a torch.save archive nor a safetensors file (or it is truncated)."
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

@@ -131,7 +131,7 @@ def test_bad_argument_exits_2_with_one_clear_line(name, toy_data_root, tiny_bert
 
 
 SETS = {  # --method=eval --synthetic=<file>: (make the file, words the message must contain)
-    "garbage bytes": (_garbage, "it is not a file written by torch.save"),
+    "garbage bytes": (_garbage, "it is neither a torch.save archive nor a safetensors file"),
     "pickled Python object": (_pickled_object, "it holds Python objects besides tensors"),
     "truncated file": (_truncated, "(or it is truncated)"),
     "no header": (_no_header, "has no header"),

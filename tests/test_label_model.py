@@ -86,16 +86,27 @@ def test_padding_is_not_written_and_windows_read_back_the_same(tmp_path):
 
 
 def test_a_damaged_packed_set_is_refused_with_a_reason(tmp_path):
-    from recbole_foster.distill.artifacts import NotASet
+    import safetensors.torch
 
-    windows = torch.zeros(200, 20, dtype=torch.long)
-    windows[:, 0] = torch.arange(1, 201)  # mostly padding: written packed
-    path = save_windows(str(tmp_path / "set.pt"), windows, {})
-    payload = torch.load(path, weights_only=True)
-    payload["item_ids"] = payload["item_ids"][:2]
-    torch.save(payload, path)
+    from recbole_foster.distill.artifacts import WINDOWS_FORMAT, NotASet
+
+    path = str(tmp_path / "set.pt")  # 3 windows of lengths 2, 1, 1 but only 2 ids
+    safetensors.torch.save_file({"item_ids": torch.tensor([3, 4], dtype=torch.int16),
+                                 "window_lengths": torch.tensor([2, 1, 1], dtype=torch.uint8)}, path,
+                                metadata={"header": json.dumps({"format": WINDOWS_FORMAT, "window_length": 20})})
     with pytest.raises(NotASet, match="window lengths do not match its item ids"):
         read_set(path)
+
+
+def test_a_window_set_is_a_safetensors_file_with_its_header_as_metadata(tmp_path):
+    """Window sets are a few kB: the container must not be most of the file (a torch zip adds ~1.5 kB)."""
+    import safetensors
+
+    seqs = torch.randint(1, 30000, (20, 20))
+    path = save_windows(str(tmp_path / "set.pt"), seqs, {"dataset": "toy"})
+    with safetensors.safe_open(path, framework="pt") as f:
+        assert json.loads(f.metadata()["header"])["dataset"] == "toy" and set(f.keys()) == {"item_seqs"}
+    assert os.path.getsize(path) <= 2 * seqs.numel() + 300
 
 
 def test_an_old_padded_window_file_still_loads(tmp_path):
@@ -179,8 +190,8 @@ def test_random_kd_with_a_label_model_is_self_contained_and_evaluates_the_same(t
                                     export_atomic=str(tmp_path / "atomic"), **common)))
     assert built["label_storage"] == "label_model" and built["family"] == "self-contained"
     assert built["stored_label_kl"] > 0
-    payload = torch.load(built["set_file"], weights_only=True)
-    assert json.loads(payload["header"])["label_storage"] == "label_model" and "label_model_down" in payload
+    header, payload = read_set(built["set_file"])
+    assert header["label_storage"] == "label_model" and "label_model_down" in payload
     evaluated = {}
     for name, path in (("file", built["set_file"]), ("atomic", built["exported_atomic"])):
         evaluated[name] = run(as_argv(toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="eval",
