@@ -8,7 +8,8 @@ their padding, int16 ids while the catalog allows, no label mask the windows imp
 those stay in ``results.json``) and its ``artifact_bytes`` measured on the new file. The set's
 content is unchanged (checked: the windows and every stored label tensor read back equal), so its
 metrics stand; a later ``benchmarks/pareto.py`` run over the same work folder
-reads the new bytes. FOSTER summaries and popularity lists are left as they are.
+reads the new bytes. A popularity list is written again too (its ids as int16 while the catalog
+allows); FOSTER summaries are left as they are.
 """
 
 import json
@@ -18,23 +19,25 @@ import sys
 import torch
 
 from recbole_foster.distill.artifacts import WINDOW_FORMATS, NotASet, read_set, save_windows, stored_labels_of
+from recbole_foster.methods.popularity import LIST_FORMAT, read_list, save_list
 
 
 def resave(results_path):
-    """Re-save one run's window set; ``(old bytes, new bytes)`` or None when it is not one."""
+    """Re-save one run's window set or popularity list; ``(old bytes, new bytes)`` or None when it
+    is neither."""
     with open(results_path) as f:
         results = json.load(f)
     path = results.get("set_file")
     if not path or not os.path.isfile(path):
         return None
+    old = os.path.getsize(path)
     try:
         header, payload = read_set(path)
-    except NotASet:  # a popularity list
-        return None
+    except NotASet:
+        return _resave_list(path, results_path, results, old)
     if header.get("format") not in WINDOW_FORMATS:
         return None
     item_seqs, stored = payload["item_seqs"].long(), stored_labels_of(payload)
-    old = os.path.getsize(path)
     header = {k: v for k, v in header.items() if k not in ("format", "window_length", "selected_users")}
     save_windows(path, item_seqs, header, stored)
     _, again = read_set(path)
@@ -44,6 +47,25 @@ def resave(results_path):
     new = os.path.getsize(path)
     parts = dict(results.get("artifact_bytes_parts") or {"set_file": old})
     parts["set_file"] = new
+    return _write_bytes(results_path, results, parts, old, new)
+
+
+def _resave_list(path, results_path, results, old):
+    """A popularity list written again with today's id width; None when the file is not one."""
+    try:
+        header, items = read_list(path)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if header.get("format") != LIST_FORMAT:
+        return None
+    new = save_list(path, items, {k: v for k, v in header.items() if k not in ("format", "id_bytes")})
+    again_header, again = read_list(path)
+    assert (again == items).all(), path
+    id_bytes = again_header["id_bytes"] * len(items)
+    return _write_bytes(results_path, results, {"header": new - id_bytes, "item_ids": id_bytes}, old, new)
+
+
+def _write_bytes(results_path, results, parts, old, new):
     results["artifact_bytes"], results["artifact_bytes_parts"] = sum(parts.values()), parts
     with open(results_path + ".tmp", "w") as f:
         json.dump(results, f, indent=2)

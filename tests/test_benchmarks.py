@@ -342,3 +342,24 @@ def test_resave_sets_rewrites_an_old_window_set_smaller_with_the_same_content(tm
     assert torch.equal(payload["item_seqs"].long(), seqs)
     back = stored_labels_of(payload)
     assert torch.equal(back["label_mask"], mask) and torch.equal(back["label_topk_probs"], labels["label_topk_probs"])
+
+
+def test_resave_sets_rewrites_an_old_popularity_list_with_two_byte_ids(tmp_path):
+    import numpy as np
+
+    from recbole_foster.methods.popularity import LIST_FORMAT, read_list
+
+    items = np.arange(1000, 900, -1).astype("<i4")  # 100 items
+    path = tmp_path / "popularity.list"  # as lists were written before: int32 ids, no id_bytes
+    path.write_bytes(json.dumps({"format": LIST_FORMAT, "recent_share": 0.1}).encode() + b"\n" + items.tobytes())
+    old = os.path.getsize(path)
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"set_file": str(path), "artifact_bytes": old, "test": {"ndcg@10": 0.1}}))
+    resave_sets.main([str(tmp_path)])
+    after = json.loads(results.read_text())
+    header, again = read_list(str(path))
+    assert again.tolist() == items.tolist() and header["recent_share"] == 0.1 and header["id_bytes"] == 2
+    assert after["artifact_bytes"] == os.path.getsize(path) < old
+    assert after["artifact_bytes_parts"]["item_ids"] == 2 * len(items)
+
+

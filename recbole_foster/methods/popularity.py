@@ -88,10 +88,13 @@ def evaluate_list(config, data, items, n_items):
 
 
 def save_list(path, items, header):
-    """``header`` as one JSON line, then the ids as little-endian int32; returns the file's bytes."""
+    """``header`` as one JSON line, then the ids as little-endian integers of ``id_bytes`` bytes (2
+    while the catalog has under 32,768 items, else 4); returns the file's bytes."""
+    items = np.asarray(items)
+    id_bytes = 2 if items.size == 0 or items.max() <= np.iinfo(np.int16).max else 4
     with open(path + ".tmp", "wb") as f:
-        f.write(json.dumps({"format": LIST_FORMAT, **header}).encode("utf-8") + b"\n")
-        f.write(np.asarray(items, dtype="<i4").tobytes())
+        f.write(json.dumps({"format": LIST_FORMAT, **header, "id_bytes": id_bytes}).encode("utf-8") + b"\n")
+        f.write(items.astype(f"<i{id_bytes}").tobytes())
     os.replace(path + ".tmp", path)
     return os.path.getsize(path)
 
@@ -100,7 +103,8 @@ def read_list(path):
     """``(header, item ids)`` of a saved list."""
     with open(path, "rb") as f:
         line, rest = f.read().split(b"\n", 1)
-    return json.loads(line), np.frombuffer(rest, dtype="<i4")
+    header = json.loads(line)
+    return header, np.frombuffer(rest, dtype=f"<i{header.get('id_bytes', 4)}").astype(np.int64)
 
 
 def best_recent_list(ctx):
@@ -165,6 +169,7 @@ class Popularity(Method):
             test = evaluate_list(config, ctx.test_data, best["items"], n_items)
         path = os.path.join(ctx.output_dir, LIST_FILE)
         size_bytes = save_best_list(ctx, path, best)
+        id_bytes = read_list(path)[0]["id_bytes"] * len(best["items"])
         label = self.label
         return {
             "valid": best["valid"], "test": test,
@@ -173,7 +178,7 @@ class Popularity(Method):
             "share_grid": [{"share": g["share"], "valid_ndcg@10": g["valid"]["ndcg@10"]} for g in grid],
             "popularity_list": [int(i) for i in best["items"][:20]],
             "set_file": path, "family": SELF_CONTAINED, "artifact_bytes": size_bytes,
-            "artifact_bytes_parts": {"header": size_bytes - 4 * len(best["items"]), "item_ids_int32": 4 * len(best["items"])},
+            "artifact_bytes_parts": {"header": size_bytes - id_bytes, "item_ids": id_bytes},
             "label_storage": "hard",
             "table": {**({"Full": ctx.real_run.manifest["test"]} if ctx.real_run else {}), label: test},
         }
