@@ -5,7 +5,9 @@ its teacher labels stored, ``label_topk``; ``label_model``: Random-KD-N labelled
 label model, ``label_model_rank``) the largest N of ``auto_sizes`` whose saved set fits in B is
 that kind's candidate. Bytes are measured, not estimated: each set is built (the same Random-N
 users for every kind) and saved, largest N first, until one fits; a set over budget is dropped
-with a log line. ``popularity`` (the recent best-seller list of ``--method=popularity``, no model)
+with a log line. A labelled set is never smaller than its windows alone (the hard set of the
+same users), so a size whose windows already exceed the budget is skipped before any teacher
+labels are computed or a label model is fitted. ``popularity`` (the recent best-seller list of ``--method=popularity``, no model)
 is one more candidate when it fits. Every trained candidate is judged
 with the same evaluation seeds, the best *validation* NDCG@10 is kept, and only its test is
 reported (the others' test metrics, computed by the shared evaluation, are not read). results.json
@@ -90,6 +92,14 @@ class Auto(Method):
         path = save_windows(os.path.join(folder, f"{kind}-{n}", "set.pt"), sequences, header, stored)
         return training_set, path, _user_tokens(ctx, users)
 
+    def _windows_bytes(self, ctx, n, folder, known):
+        """Bytes of the hard set of the N users every kind draws: a lower bound of any kind's set."""
+        if n not in known:
+            _, path, _ = self._build(ctx, "hard", n, os.path.join(folder, "windows-only"))
+            known[n] = os.path.getsize(path)
+            shutil.rmtree(os.path.dirname(path))
+        return known[n]
+
     def _popularity(self, ctx, folder, budget, table):
         """The recent best-seller list as a candidate (None when it does not fit). Every dataset this
         package loads has timestamps (the data check requires TIME_FIELD), so the list can always be made."""
@@ -112,13 +122,17 @@ class Auto(Method):
         n_users = len(ctx.candidates[0])
         sizes = sorted({n for n in _list_of(config, "auto_sizes") if n <= n_users}, reverse=True)
         folder = os.path.join(ctx.output_dir, CANDIDATES_DIR)
-        table, candidates = [], []
+        table, candidates, windows_bytes = [], [], {}
         for kind in _list_of(config, "auto_storages"):
             if kind == "popularity":
                 candidate = self._popularity(ctx, folder, budget, table)
                 candidates += [candidate] if candidate else []
                 continue
             for n in sizes:  # largest first: the first that fits is the kind's candidate
+                if kind != "hard" and self._windows_bytes(ctx, n, folder, windows_bytes) > budget:
+                    table.append({"candidate": f"{kind}@{n}", "bytes": windows_bytes[n], "valid_ndcg@10": None,
+                                  "status": "over budget (its windows alone)"})
+                    continue
                 training_set, path, user_tokens = self._build(ctx, kind, n, folder)
                 size = os.path.getsize(path)
                 if size <= budget:
@@ -131,8 +145,9 @@ class Auto(Method):
         if not candidates:
             shutil.rmtree(folder, ignore_errors=True)
             smallest = min(table, key=lambda r: r["bytes"])
+            at_least = "at least " if smallest["status"] != "over budget" else ""
             raise CLIError(f"--budget_bytes={budget} is below every candidate: the smallest, {smallest['candidate']}, "
-                           f"takes {smallest['bytes']} bytes (lower --auto_sizes or raise the budget).")
+                           f"takes {at_least}{smallest['bytes']} bytes (lower --auto_sizes or raise the budget).")
         for c in candidates:
             if c["kind"] != "popularity":  # the list was judged on validation when it was made
                 c["result"] = evaluate_training_set(ctx, c.pop("training_set"), desc=f"auto {c['candidate']}")
