@@ -38,6 +38,8 @@ def resave(results_path):
     if header.get("format") not in WINDOW_FORMATS:
         return None
     item_seqs, stored = payload["item_seqs"].long(), stored_labels_of(payload)
+    if "selected_users" in header and "selected_users" not in results:  # provenance moves to results.json
+        results["selected_users"] = header["selected_users"]
     header = {k: v for k, v in header.items() if k not in ("format", "window_length", "selected_users")}
     save_windows(path, item_seqs, header, stored)
     _, again = read_set(path)

@@ -156,8 +156,8 @@ def allowed_values(key):
 
 # ----- files and combinations -----
 def check_saved_set_file(path):
-    """``--synthetic`` names a recbole_foster set: read with ``torch.load(weights_only=True)`` and a
-    header of a known format (:func:`recbole_foster.distill.artifacts.read_set`), or a folder written
+    """``--synthetic`` names a recbole_foster set: read with ``torch.load(weights_only=True)`` or
+    safetensors and a header of a known format (:func:`recbole_foster.distill.artifacts.read_set`), or a folder written
     by ``--export_atomic`` (``<name>/<name>.inter``, its soft-labels sidecar read the same safe way);
     never executes anything in the file, and never advises disabling safe loading."""
     from recbole_foster.distill.artifacts import (
@@ -195,8 +195,12 @@ def _why_unreadable(path):
 
     import torch
 
-    if not zipfile.is_zipfile(path):
+    from recbole_foster.distill.artifacts import is_torch_archive
+
+    if not is_torch_archive(path):
         return "it is neither a torch.save archive nor a safetensors file (or it is truncated)."
+    if not zipfile.is_zipfile(path):
+        return "it begins as a torch.save archive but has no end (it is truncated)."
     try:
         torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

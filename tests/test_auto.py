@@ -36,6 +36,7 @@ def test_auto_keeps_the_best_validation_candidate_within_the_budget(toy_data_roo
     assert result["valid"]["ndcg@10"] == best["valid_ndcg@10"]
     assert result["artifact_bytes"] == os.path.getsize(result["set_file"]) <= budget
     assert result["family"] == "self-contained" and result["chosen"] in result["why"]
+    assert len(result["selected_users"]) == int(result["chosen"].split("@")[1])  # provenance of the chosen set
     assert "auto:" in capsys.readouterr().out
     # the chosen set file trains again with the same metrics
     again = run(as_argv({**toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="eval", distilled_eval_seeds=1),

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from recbole_foster.cli import CLIError
+from recbole_foster.distill.artifacts import save_windows
 from recbole_foster.errors import DatasetError
 from recbole_foster.run import main, run
 from tests.toy_data import as_argv, assert_one_error_line, make_toy_dataset, toy_options
@@ -76,6 +77,14 @@ def _other_format(path):
     return str(path)
 
 
+def _truncated_windows(path, tmp_path):
+    full = save_windows(str(tmp_path / "full.pt"), torch.randint(1, 100, (50, 20)), {})
+    with open(full, "rb") as f:
+        data = f.read()
+    path.write_bytes(data[: len(data) // 2])
+    return str(path)
+
+
 def _truncated(path, tmp_path):
     full = tmp_path / "full.pt"
     torch.save({"header": json.dumps({"format": "recbole_foster.synthetic/1"}), "core": torch.zeros(50, 50)},
@@ -133,7 +142,8 @@ def test_bad_argument_exits_2_with_one_clear_line(name, toy_data_root, tiny_bert
 SETS = {  # --method=eval --synthetic=<file>: (make the file, words the message must contain)
     "garbage bytes": (_garbage, "it is neither a torch.save archive nor a safetensors file"),
     "pickled Python object": (_pickled_object, "it holds Python objects besides tensors"),
-    "truncated file": (_truncated, "(or it is truncated)"),
+    "truncated file": (_truncated, "it is truncated"),
+    "truncated safetensors set": (_truncated_windows, "(or it is truncated)"),
     "no header": (_no_header, "has no header"),
     "foreign format": (_other_format, "format 'someone.else/3'"),
 }
@@ -142,7 +152,7 @@ SETS = {  # --method=eval --synthetic=<file>: (make the file, words the message 
 @pytest.mark.parametrize("name", list(SETS))
 def test_a_file_that_is_not_a_set_is_named_as_such(name, toy_data_root, tiny_bert_dir, tmp_path, capsys):
     make, words = SETS[name]
-    path = make(tmp_path / "bad.pt", tmp_path) if make is _truncated else make(tmp_path / "bad.pt")
+    path = make(tmp_path / "bad.pt", tmp_path) if make in (_truncated, _truncated_windows) else make(tmp_path / "bad.pt")
     options = toy_options(toy_data_root, tiny_bert_dir, tmp_path, method="eval", synthetic=path)
     assert main(as_argv(options)) == 2
     err = capsys.readouterr().err

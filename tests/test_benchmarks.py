@@ -339,6 +339,7 @@ def test_resave_sets_rewrites_an_old_window_set_smaller_with_the_same_content(tm
     assert after["test"] == {"ndcg@10": 0.5}
     header, payload = read_set(path)
     assert header["format"] == WINDOWS_FORMAT and "selected_users" not in header  # provenance: results.json
+    assert after["selected_users"] == [f"user{i}" for i in range(12)]
     assert torch.equal(payload["item_seqs"].long(), seqs)
     back = stored_labels_of(payload)
     assert torch.equal(back["label_mask"], mask) and torch.equal(back["label_topk_probs"], labels["label_topk_probs"])

@@ -63,7 +63,7 @@ def test_window_ids_take_two_bytes_while_the_catalog_allows(tmp_path):
     large = save_windows(str(tmp_path / "large.pt"), torch.cat([seqs[:, :-1], torch.full((50, 1), 40000)], 1), {})
     assert read_set(small)[1]["item_seqs"].dtype == torch.int16 and read_set(large)[1]["item_seqs"].dtype == torch.int32
     assert torch.equal(read_set(small)[1]["item_seqs"].long(), seqs)
-    assert os.path.getsize(large) - os.path.getsize(small) >= 2 * seqs.numel() - 64  # tar headers aside
+    assert os.path.getsize(large) - os.path.getsize(small) >= 2 * seqs.numel() - 64  # the file's header aside
 
 
 def test_padding_is_not_written_and_windows_read_back_the_same(tmp_path):
@@ -76,13 +76,29 @@ def test_padding_is_not_written_and_windows_read_back_the_same(tmp_path):
     short[torch.arange(20) >= lengths[:, None]] = 0
     whole, packed = save_windows(str(tmp_path / "full.pt"), full, {}), save_windows(str(tmp_path / "short.pt"), short, {})
     padding = int((short == 0).sum())
-    assert os.path.getsize(whole) - os.path.getsize(packed) >= 2 * padding - 500 - 400  # a length byte each, zip entries
+    assert os.path.getsize(whole) - os.path.getsize(packed) >= 2 * padding - 500 - 400  # a length byte each, two more tensor entries
     assert "window_length" not in read_set(whole)[0]  # nothing to leave out: the plain layout is smaller
     header, payload = read_set(packed)
     assert header["window_length"] == 20 and "item_ids" not in payload and "window_lengths" not in payload
     assert payload["item_seqs"].dtype == torch.int16 and torch.equal(payload["item_seqs"].long(), short)
     left = torch.flip(short, [1])  # left padding: not RecBole's layout, written as it is
     assert torch.equal(read_set(save_windows(str(tmp_path / "left.pt"), left, {}))[1]["item_seqs"].long(), left)
+
+
+def test_ids_that_spell_a_zip_signature_do_not_make_a_set_a_zip(tmp_path):
+    """Items 19280 and 1541 side by side are the bytes PK\\x05\\x06 (a zip's end record) in int16."""
+    seqs = torch.randint(1, 30000, (200, 20))
+    seqs[57, 4:6] = torch.tensor([19280, 1541])
+    path = save_windows(str(tmp_path / "set.pt"), seqs, {})
+    assert torch.equal(read_set(path)[1]["item_seqs"].long(), seqs)
+
+
+def test_strided_windows_and_shared_label_tensors_save(tmp_path):
+    seqs = torch.randint(1, 30000, (20, 12)).t()  # not contiguous
+    probs = torch.rand(int(seqs[:, 1:].numel()), 3)
+    path = save_windows(str(tmp_path / "set.pt"), seqs, {}, {"label_a": probs, "label_b": probs[:, :2]})
+    header, payload = read_set(path)
+    assert torch.equal(payload["item_seqs"].long(), seqs) and torch.equal(payload["label_b"], probs[:, :2])
 
 
 def test_a_damaged_packed_set_is_refused_with_a_reason(tmp_path):

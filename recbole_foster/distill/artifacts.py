@@ -24,7 +24,6 @@ keyed by item tokens). :func:`load_atomic_set` reads such a folder back (``--met
 import hashlib
 import json
 import os
-import zipfile
 
 import safetensors
 import safetensors.torch
@@ -84,7 +83,7 @@ def save_windows(path, item_seqs, header, stored_labels=None):
     is not written when the windows imply it (:func:`window_label_mask`). :func:`read_set` gives
     back the padded (m, L) windows and :func:`stored_labels_of` the mask. Who the windows came from
     is provenance, kept in the run's ``results.json``, not in the set."""
-    item_seqs = item_seqs.cpu()
+    item_seqs = item_seqs.cpu().contiguous()
     largest = int(item_seqs.max()) if item_seqs.numel() else 0
     id_type = torch.int16 if largest <= torch.iinfo(torch.int16).max else torch.int32
     labels = dict(stored_labels or {})
@@ -98,7 +97,8 @@ def save_windows(path, item_seqs, header, stored_labels=None):
         length_type = torch.uint8 if item_seqs.size(1) <= torch.iinfo(torch.uint8).max else torch.int32
         layouts.append(({"window_length": item_seqs.size(1)},
                         {"item_ids": item_seqs[real].to(id_type), "window_lengths": lengths.to(length_type)}))
-    written = [safetensors.torch.save({**windows, **{k: v.contiguous() for k, v in labels.items()}},
+    labels = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in labels.items()}
+    written = [safetensors.torch.save({**windows, **labels},
                                       metadata={"header": json.dumps({"format": WINDOWS_FORMAT, **header, **extra})})
                for extra, windows in layouts]
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -112,17 +112,26 @@ def _unpacked_windows(path, header, payload):
     """The padded (m, L) windows of a file that stores them back to back."""
     ids, lengths = payload.pop("item_ids"), payload.pop("window_lengths").long()
     width = header.get("window_length")
-    if not isinstance(width, int) or int(lengths.sum()) != ids.numel() or (lengths > width).any():
+    if (not isinstance(width, int) or ids.dim() != 1 or lengths.dim() != 1 or int(lengths.sum()) != ids.numel()
+            or (lengths > width).any()):
         raise NotASet(f"{path} is a damaged recbole_foster set: its window lengths do not match its item ids.")
     windows = torch.zeros(len(lengths), width, dtype=ids.dtype)
     windows[torch.arange(width) < lengths[:, None]] = ids
     return windows
 
 
+def is_torch_archive(path):
+    """A ``torch.save`` file begins with a zip entry; a safetensors file with its header's length.
+    (``zipfile.is_zipfile`` looks for an end-of-archive signature anywhere near the end, which a
+    pair of item ids can spell.)"""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def _read_tensors(path):
     """The dict a set file holds: a ``torch.save`` zip (summaries, older window sets) or a
     safetensors file (window sets), whose ``header`` metadata joins its tensors."""
-    if zipfile.is_zipfile(path):
+    if is_torch_archive(path):
         return torch.load(path, map_location="cpu", weights_only=True)
     with safetensors.safe_open(path, framework="pt") as f:
         return {**(f.metadata() or {}), **{key: f.get_tensor(key) for key in f.keys()}}

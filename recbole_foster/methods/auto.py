@@ -135,6 +135,8 @@ class Auto(Method):
                     continue
                 training_set, path, user_tokens = self._build(ctx, kind, n, folder)
                 size = os.path.getsize(path)
+                if kind == "hard":
+                    windows_bytes[n] = size
                 if size <= budget:
                     candidates.append({"candidate": f"{kind}@{n}", "kind": kind, "n": n, "bytes": size,
                                        "path": path, "training_set": training_set, "users": user_tokens})
@@ -142,6 +144,7 @@ class Auto(Method):
                 ctx.logger.info(f"auto: {kind}@{n} takes {size} bytes > budget {budget}: dropped")
                 table.append({"candidate": f"{kind}@{n}", "bytes": size, "valid_ndcg@10": None, "status": "over budget"})
                 shutil.rmtree(os.path.dirname(path))
+        shutil.rmtree(os.path.join(folder, "windows-only"), ignore_errors=True)
         if not candidates:
             shutil.rmtree(folder, ignore_errors=True)
             smallest = min(table, key=lambda r: r["bytes"])
