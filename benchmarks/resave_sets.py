@@ -19,7 +19,7 @@ import sys
 import torch
 
 from recbole_foster.distill.artifacts import WINDOW_FORMATS, NotASet, read_set, save_windows, stored_labels_of
-from recbole_foster.methods.popularity import LIST_FORMAT, read_list, save_list
+from recbole_foster.methods.popularity import LIST_FORMAT, list_bytes_parts, read_list, save_list
 
 
 def resave(results_path):
@@ -61,10 +61,8 @@ def _resave_list(path, results_path, results, old):
     if header.get("format") != LIST_FORMAT:
         return None
     new = save_list(path, items, {k: v for k, v in header.items() if k not in ("format", "id_bytes")})
-    again_header, again = read_list(path)
-    assert (again == items).all(), path
-    id_bytes = again_header["id_bytes"] * len(items)
-    return _write_bytes(results_path, results, {"header": new - id_bytes, "item_ids": id_bytes}, old, new)
+    assert (read_list(path)[1] == items).all(), path
+    return _write_bytes(results_path, results, list_bytes_parts(path), old, new)
 
 
 def _write_bytes(results_path, results, parts, old, new):

@@ -107,6 +107,13 @@ def read_list(path):
     return header, np.frombuffer(rest, dtype=f"<i{header.get('id_bytes', 4)}").astype(np.int64)
 
 
+def list_bytes_parts(path):
+    """``{"header", "item_ids"}``: how a saved list's bytes split (``artifact_bytes_parts``)."""
+    header, items = read_list(path)
+    ids = header.get("id_bytes", 4) * len(items)
+    return {"header": os.path.getsize(path) - ids, "item_ids": ids}
+
+
 def best_recent_list(ctx):
     """``(best, grid)``: the top ``popularity_list_size`` items for each share of
     ``popularity_recent_share``, each judged on validation; ``best`` (``share``, ``items``,
@@ -169,7 +176,6 @@ class Popularity(Method):
             test = evaluate_list(config, ctx.test_data, best["items"], n_items)
         path = os.path.join(ctx.output_dir, LIST_FILE)
         size_bytes = save_best_list(ctx, path, best)
-        id_bytes = read_list(path)[0]["id_bytes"] * len(best["items"])
         label = self.label
         return {
             "valid": best["valid"], "test": test,
@@ -178,7 +184,7 @@ class Popularity(Method):
             "share_grid": [{"share": g["share"], "valid_ndcg@10": g["valid"]["ndcg@10"]} for g in grid],
             "popularity_list": [int(i) for i in best["items"][:20]],
             "set_file": path, "family": SELF_CONTAINED, "artifact_bytes": size_bytes,
-            "artifact_bytes_parts": {"header": size_bytes - id_bytes, "item_ids": id_bytes},
+            "artifact_bytes_parts": list_bytes_parts(path),
             "label_storage": "hard",
             "table": {**({"Full": ctx.real_run.manifest["test"]} if ctx.real_run else {}), label: test},
         }
