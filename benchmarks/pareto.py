@@ -43,6 +43,7 @@ from paper_table import _bytes, improvement_over_random, run_or_reuse
 SET_FORMAT = ("window sets: item ids without their padding (one length per window) where that is smaller, int16 "
               "while the catalog has under 32,768 items; label mask and user tokens not stored")
 KINDS = ("popularity", "hard", "topk", "text_code", "label_model", "kcenter_kd", "foster")
+TEACHER_LABELLED = ("topk", "text_code", "label_model", "kcenter_kd")  # real windows, the teacher's labels stored
 MARKERS = {"popularity": "*", "hard": "o", "topk": "s", "text_code": "D", "label_model": "v", "kcenter_kd": "^",
            "foster": "P"}
 POINT = re.compile(r"^(?P<kind>hard|topk|text_code|label_model|kcenter_kd|foster)@(?P<n>\d+)"
@@ -102,7 +103,9 @@ def summarise(point, results):
     se = float(test.std(ddof=1) / np.sqrt(len(test))) if len(test) > 1 else 0.0
     paired = [{"draw": draw, "seed": s.get("seed"), "test": {"ndcg@10": s["test"]["ndcg@10"]}}
               for draw, r in enumerate(results) for s in r.get("per_seed", [])]
+    teacher = (results[0].get("table") or {}).get("Full", {}).get("ndcg@10") if point["kind"] in TEACHER_LABELLED else None
     return {**point, "artifact_bytes": float(np.mean([r["artifact_bytes"] for r in results])),
+            "teacher_test_ndcg@10": teacher,
             "valid_ndcg@10": float(valid.mean()), "ndcg@10": float(test.mean()), "ndcg@10_se": se,
             "n_runs": int(len(test)), "family": "self-contained", "runs": paired}
 
@@ -201,6 +204,11 @@ def markdown(result):
                      else "nothing fits | - | - | - |"))
     if result["full_test_ndcg@10"] is not None:
         lines += ["", f"Full (converged): test NDCG@10 {result['full_test_ndcg@10']:.4f}"]
+    if result.get("teacher_test_ndcg@10") is not None:
+        lines += ["", f"Teacher of the soft-label points (the real-data run of their config): test NDCG@10 "
+                      f"{result['teacher_test_ndcg@10']:.4f}. Each of {', '.join(TEACHER_LABELLED)} is the same "
+                      "draws' real windows with that teacher's labels at that storage, so it is its own same-label "
+                      "random baseline; hard@N is the plain-label one."]
     lines += ["", "Bytes as written: " + result.get("set_format", "window sets with int32 item ids and a stored label mask") + "."]
     return "\n".join(lines)
 
@@ -259,6 +267,7 @@ def main(argv):
         "dataset": args.dataset, "draws": args.draws, "eval_seeds": args.seeds,
         "overrides": {k: v for k, v in options.items() if k != "dataset"},
         "full_test_ndcg@10": full["ndcg@10"] if full else None, "converged_full": args.converged_full,
+        "teacher_test_ndcg@10": next((r["teacher_test_ndcg@10"] for r in rows if r.get("teacher_test_ndcg@10")), None),
         "set_format": SET_FORMAT, "rows": rows, "frontier": frontier, "reference": args.reference,
         "budgets": [{"budget_bytes": b, "choice": choice_within(rows, b)} for b in budgets],
         "command": command_of("pareto.py", argv),
